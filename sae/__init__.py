@@ -1,0 +1,1 @@
+"""sae: sparse autoencoders of the classic papers, as a library (no DVC inside)."""

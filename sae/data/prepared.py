@@ -1,0 +1,128 @@
+"""Prepared datasets on disk: train/val/test arrays, training statistics and a JSON summary.
+
+Layout of a prepared folder:
+  x_{train,val,test}.npy  float32 (N, D)
+  y_{train,val,test}.npy  int64 (N,)       (absent for unlabelled patch sets)
+  stats.npz               mean, std (per dimension, training split only), lo, hi
+  meta.json               shapes, image shape, statistics summary, sha256 of every file
+Every later stage reads only this folder. `input_view` turns the stored arrays into what
+a model is trained on (pixels in [0,1], standardised, or standardised then mapped into (0,1)).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sae.data import preprocess
+from sae.errors import DataError
+
+SPLITS = ("train", "val", "test")
+VIEWS = ("pixels", "standardize", "standardize_unit")
+
+
+@dataclass
+class Splits:
+    """Arrays of one dataset: x_* float32 (N, D); y_* int64 (N,) or None when unlabelled."""
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_val: np.ndarray
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray | None
+    image_shape: tuple[int, int, int]  # (C, H, W) of one sample, for filter images
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write(splits: Splits, out_dir: Path, *, dataset: str, std_eps: float) -> dict:
+    """Write `splits` to out_dir atomically (a temporary folder renamed at the end)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for split in SPLITS:
+        x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+        np.save(tmp / f"x_{split}.npy", np.ascontiguousarray(x, dtype=np.float32))
+        if y is not None:
+            np.save(tmp / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
+    # statistics of the training split only; val/test are transformed with them
+    mean, std = preprocess.standardize_stats(splits.x_train, std_eps)
+    lo, hi = preprocess.unit_interval_stats(preprocess.standardize(splits.x_train, mean, std))
+    np.savez(tmp / "stats.npz", mean=mean, std=std, lo=lo, hi=hi)
+    labelled = splits.y_train is not None
+    meta = {
+        "dataset": dataset,
+        "dim": int(splits.x_train.shape[1]),
+        "image_shape": list(splits.image_shape),
+        "n": {s: int(getattr(splits, f"x_{s}").shape[0]) for s in SPLITS},
+        "labelled": labelled,
+        "n_classes": int(max(int(splits.y_train.max()), int(splits.y_test.max())) + 1) if labelled else 0,
+        "stats": {"std_eps": std_eps, "mean_of_mean": float(mean.mean()), "mean_of_std": float(std.mean()),
+                  "x_train_min": float(splits.x_train.min()), "x_train_max": float(splits.x_train.max()),
+                  "standardized_lo": float(lo), "standardized_hi": float(hi)},
+        "sha256": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return meta
+
+
+def read_meta(prepared_dir: Path) -> dict:
+    path = Path(prepared_dir) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path}: missing; run the prepare stage first")
+    return json.loads(path.read_text())
+
+
+def read(prepared_dir: Path, view: str = "pixels", *, verify: bool = True) -> dict:
+    """Load a prepared folder as numpy arrays in the requested input view.
+
+    Returns {"x_train", "y_train", "x_val", ..., "meta"}; y_* is None when unlabelled.
+    With verify, every file's sha256 is checked against meta.json first.
+    """
+    prepared_dir = Path(prepared_dir)
+    meta = read_meta(prepared_dir)
+    if verify:
+        for name, digest in meta["sha256"].items():
+            path = prepared_dir / name
+            if not path.is_file() or _sha256(path) != digest:
+                raise DataError(f"{path}: missing or checksum mismatch; rerun prepare")
+    stats = np.load(prepared_dir / "stats.npz")
+    out = {"meta": meta}
+    for split in SPLITS:
+        x = np.load(prepared_dir / f"x_{split}.npy")
+        out[f"x_{split}"] = input_view(x, stats, view)
+        y_path = prepared_dir / f"y_{split}.npy"
+        out[f"y_{split}"] = np.load(y_path) if y_path.is_file() else None
+    return out
+
+
+def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:
+    """x (N, D) as stored -> what the model sees.
+
+    pixels: as stored ([0,1] images; LCN+ZCA values for patch sets);
+    standardize: per-dimension (x - mean)/std with training statistics (002 sec. 4.1, 003 sec. 3);
+    standardize_unit: standardised, then mapped into (0,1) for sigmoid decoders (001 sec. IV-B).
+    """
+    if view == "pixels":
+        return x
+    if view not in VIEWS:
+        raise DataError(f"input view {view!r}: allowed: {', '.join(VIEWS)}")
+    z = preprocess.standardize(x, stats["mean"], stats["std"]).astype(np.float32)
+    if view == "standardize":
+        return z
+    return preprocess.to_unit_interval(z, float(stats["lo"]), float(stats["hi"])).astype(np.float32)

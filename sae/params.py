@@ -1,0 +1,103 @@
+"""Load and validate params.yaml once; every error names the key and what is allowed.
+
+Stages call `load()` first, so a typo stops the run before any work starts. This
+module imports nothing heavy (no torch), so validation is instant.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from sae.errors import ParamError
+
+DATASET_IDS = ("mnist5k", "optdigits", "patches", "mnist", "fashion", "norb",
+               "cifar10_patches", "cifar10", "svhn", "optdigits_uci")
+MODEL_IDS = ("raw", "ae", "kl", "l1", "studentt", "dae", "dropout", "ncae", "l1prox",
+             "sl0sq", "ksparse", "cae", "mdae", "sae0", "edae")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Per-dataset keys of the `data` group: name -> (type, minimum).
+_SPLIT_KEYS = {"val": (int, 0), "split_seed": (int, 0), "std_eps": (float, 0.0)}
+_PATCH_KEYS = {"n_train": (int, 1), "n_val": (int, 1), "n_test": (int, 1), "size": (int, 2),
+               "lcn_eps": (float, 0.0), "zca_eps": (float, 0.0), "split_seed": (int, 0),
+               "std_eps": (float, 0.0)}
+DATA_KEYS = {
+    "mnist5k": {**_SPLIT_KEYS, "test": (int, 1)},
+    "optdigits": {**_SPLIT_KEYS, "test": (int, 1)},
+    "patches": _PATCH_KEYS,
+    "mnist": _SPLIT_KEYS,
+    "fashion": _SPLIT_KEYS,
+    "norb": {**_SPLIT_KEYS, "crop": (int, 1), "size": (int, 1)},
+    "cifar10_patches": _PATCH_KEYS,
+    "cifar10": _SPLIT_KEYS,
+    "svhn": _SPLIT_KEYS,
+    "optdigits_uci": _SPLIT_KEYS,
+}
+
+
+def _check_value(key: str, value, kind: type, minimum):
+    """Return value as `kind`, or raise naming the key."""
+    ok_type = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise ParamError(f"{key}={value!r}: expected {kind.__name__}")
+    if minimum is not None and value < minimum:
+        raise ParamError(f"{key}={value!r}: must be >= {minimum}")
+    return kind(value)
+
+
+def _check_ids(key: str, value, allowed: tuple[str, ...]) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ParamError(f"{key}={value!r}: expected a non-empty list; allowed: {', '.join(allowed)}")
+    for item in value:
+        if item not in allowed:
+            raise ParamError(f"{key}: unknown id {item!r}; allowed: {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise ParamError(f"{key}={value!r}: repeated id")
+    return list(value)
+
+
+def check_data(dataset: str, cfg) -> dict:
+    """Validate `data.<dataset>`; return a new dict with the right types."""
+    schema = DATA_KEYS[dataset]
+    if not isinstance(cfg, dict):
+        raise ParamError(f"data.{dataset}: missing or not a mapping; keys: {', '.join(schema)}")
+    for key in cfg:
+        if key not in schema:
+            raise ParamError(f"data.{dataset}.{key}: unknown key; allowed: {', '.join(schema)}")
+    out = {}
+    for key, (kind, minimum) in schema.items():
+        if key not in cfg:
+            raise ParamError(f"data.{dataset}.{key}: missing")
+        out[key] = _check_value(f"data.{dataset}.{key}", cfg[key], kind, minimum)
+    return out
+
+
+def validate(params: dict) -> dict:
+    """Check the whole file; return it with typed values. Raises ParamError."""
+    if not isinstance(params, dict):
+        raise ParamError("params.yaml: expected a mapping at the top level")
+    for key in ("datasets", "models", "seed", "device", "data"):
+        if key not in params:
+            raise ParamError(f"{key}: missing from params.yaml")
+    params = dict(params)
+    params["datasets"] = _check_ids("datasets", params["datasets"], DATASET_IDS)
+    params["models"] = _check_ids("models", params["models"], MODEL_IDS)
+    params["seed"] = _check_value("seed", params["seed"], int, 0)
+    if params["device"] not in DEVICES:
+        raise ParamError(f"device={params['device']!r}: allowed: {', '.join(DEVICES)}")
+    data = params["data"] if isinstance(params["data"], dict) else {}
+    params["data"] = {d: check_data(d, data.get(d)) for d in params["datasets"]}
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    """Read and validate params.yaml (DVC writes `-S` overrides into this file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path}: file not found")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate(params)
