@@ -1,0 +1,75 @@
+"""Shared fixtures."""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class HttpServer:
+    """A local HTTP server: files under root are served at url + "/" + relative path."""
+
+    url: str
+    root: Path
+    requests: list[str] = field(default_factory=list)  # request paths, in order
+    headers: list[dict[str, str]] = field(default_factory=list)  # their headers, same order
+    support_range: bool = True  # False: ignore Range and send 200 with the whole file, like some servers
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """SimpleHTTPRequestHandler that records requests and answers `Range: bytes=N-` with 206."""
+
+    def __init__(self, *args, state: HttpServer, **kwargs):
+        self.state = state
+        super().__init__(*args, **kwargs)
+
+    def send_head(self):
+        self.state.requests.append(self.path)
+        self.state.headers.append(dict(self.headers))
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        path = self.translate_path(self.path)
+        if not (match and self.state.support_range and os.path.isfile(path)):
+            return super().send_head()
+        start, size = int(match[1]), os.path.getsize(path)
+        if start >= size:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        f = open(path, "rb")
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        return f
+
+    def log_message(self, format, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path_factory):
+    """Serve a fresh temporary directory on 127.0.0.1 from a daemon thread; yields an HttpServer."""
+    root = tmp_path_factory.mktemp("served")
+    state = HttpServer(url="", root=root)
+    handler = functools.partial(_Handler, state=state, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)  # fast shutdown
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
