@@ -16,6 +16,12 @@ DATASET_IDS = ("mnist5k", "optdigits", "patches", "mnist", "fashion", "norb",
 MODEL_IDS = ("raw", "ae", "kl", "l1", "studentt", "dae", "dropout", "ncae", "l1prox",
              "sl0sq", "ksparse", "cae", "mdae", "sae0", "edae")
 DEVICES = ("auto", "cpu", "cuda")
+VIEWS = ("pixels", "unit", "standardize", "standardize_unit")
+OPTIM_KEYS = {"optimizer": str, "lr": float, "momentum": float, "schedule": str, "final_lr": float,
+              "checkpoint_every": int}
+TRAIN_KEYS = {"hidden": int, "epochs": int, "batch": int, "input": str}
+# keys the training loop reads from a resolved model config; the rest go to sae.models.build
+LOOP_KEYS = (*OPTIM_KEYS, *TRAIN_KEYS)
 
 # Per-dataset keys of the `data` group: name -> (type, minimum).
 _SPLIT_KEYS = {"val": (int, 0), "split_seed": (int, 0), "std_eps": (float, 0.0)}
@@ -88,7 +94,56 @@ def validate(params: dict) -> dict:
         raise ParamError(f"device={params['device']!r}: allowed: {', '.join(DEVICES)}")
     data = params["data"] if isinstance(params["data"], dict) else {}
     params["data"] = {d: check_data(d, data.get(d)) for d in params["datasets"]}
+    if "model" in params:  # the training groups (train@D-M stages)
+        for d in params["datasets"]:
+            for m in params["models"]:
+                model_config(params, d, m)
     return params
+
+
+def _check_group(key: str, cfg, schema: dict, required: bool) -> None:
+    if not isinstance(cfg, dict):
+        raise ParamError(f"{key}: missing or not a mapping")
+    for k, v in cfg.items():
+        if k not in schema:
+            continue
+        if schema[k] is str:
+            if not isinstance(v, str):
+                raise ParamError(f"{key}.{k}={v!r}: expected a string")
+        else:
+            _check_value(f"{key}.{k}", v, schema[k], 0)
+    if required:
+        for k in schema:
+            if k not in cfg:
+                raise ParamError(f"{key}.{k}: missing")
+
+
+def model_config(params: dict, dataset: str, model: str) -> dict:
+    """Resolved hyper-parameters of `model` on `dataset`:
+    optim < train.<dataset> < model.<model> < model.<model>.datasets.<dataset>."""
+    for key in ("optim", "train", "model"):
+        if key not in params:
+            raise ParamError(f"{key}: missing from params.yaml")
+    _check_group("optim", params["optim"], OPTIM_KEYS, True)
+    _check_group(f"train.{dataset}", (params["train"] or {}).get(dataset), TRAIN_KEYS, True)
+    mcfg = (params["model"] or {}).get(model)
+    if mcfg is None:
+        mcfg = {}
+    _check_group(f"model.{model}", mcfg, {**OPTIM_KEYS, **TRAIN_KEYS}, False)
+    overrides = mcfg.get("datasets") or {}
+    for d in overrides:
+        if d not in DATASET_IDS:
+            raise ParamError(f"model.{model}.datasets: unknown dataset {d!r}; allowed: {', '.join(DATASET_IDS)}")
+    over = overrides.get(dataset) or {}
+    _check_group(f"model.{model}.datasets.{dataset}", over, {**OPTIM_KEYS, **TRAIN_KEYS}, False)
+    cfg = {**params["optim"], **params["train"][dataset],
+           **{k: v for k, v in mcfg.items() if k != "datasets"}, **over}
+    if cfg["input"] not in VIEWS:
+        raise ParamError(f"model.{model}.input={cfg['input']!r}: allowed: {', '.join(VIEWS)}")
+    for k in ("hidden", "epochs", "batch"):
+        if cfg[k] < 1:
+            raise ParamError(f"train.{dataset}.{k}={cfg[k]}: must be >= 1")
+    return cfg
 
 
 def load(path: str | Path = "params.yaml") -> dict:

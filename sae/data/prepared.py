@@ -3,7 +3,7 @@
 Layout of a prepared folder:
   x_{train,val,test}.npy  float32 (N, D)
   y_{train,val,test}.npy  int64 (N,)       (absent for unlabelled patch sets)
-  stats.npz               mean, std (per dimension, training split only), lo, hi
+  stats.npz               mean, std (per dimension, training split only), x_min, x_max
   meta.json               shapes, image shape, statistics summary, sha256 of every file
 Every later stage reads only this folder. `input_view` turns the stored arrays into what
 a model is trained on (pixels in [0,1], standardised, or standardised then mapped into (0,1)).
@@ -21,9 +21,9 @@ import numpy as np
 
 from sae.data import preprocess
 from sae.errors import DataError
+from sae.params import VIEWS
 
 SPLITS = ("train", "val", "test")
-VIEWS = ("pixels", "standardize", "standardize_unit")
 
 
 @dataclass
@@ -59,8 +59,7 @@ def write(splits: Splits, out_dir: Path, *, dataset: str, std_eps: float) -> dic
             np.save(tmp / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
     # statistics of the training split only; val/test are transformed with them
     mean, std = preprocess.standardize_stats(splits.x_train, std_eps)
-    lo, hi = preprocess.unit_interval_stats(preprocess.standardize(splits.x_train, mean, std))
-    np.savez(tmp / "stats.npz", mean=mean, std=std, lo=lo, hi=hi)
+    np.savez(tmp / "stats.npz", mean=mean, std=std, x_min=splits.x_train.min(), x_max=splits.x_train.max())
     labelled = splits.y_train is not None
     meta = {
         "dataset": dataset,
@@ -70,8 +69,7 @@ def write(splits: Splits, out_dir: Path, *, dataset: str, std_eps: float) -> dic
         "labelled": labelled,
         "n_classes": int(max(int(splits.y_train.max()), int(splits.y_test.max())) + 1) if labelled else 0,
         "stats": {"std_eps": std_eps, "mean_of_mean": float(mean.mean()), "mean_of_std": float(std.mean()),
-                  "x_train_min": float(splits.x_train.min()), "x_train_max": float(splits.x_train.max()),
-                  "standardized_lo": float(lo), "standardized_hi": float(hi)},
+                  "x_train_min": float(splits.x_train.min()), "x_train_max": float(splits.x_train.max())},
         "sha256": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -116,8 +114,11 @@ def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:
 
     pixels: as stored ([0,1] images; LCN+ZCA values for patch sets);
     standardize: per-dimension (x - mean)/std with training statistics (002 sec. 4.1, 003 sec. 3);
-    standardize_unit: standardised, then mapped into (0,1) for sigmoid decoders (001 sec. IV-B).
+    standardize_unit: standardised, then mapped into (0,1) for sigmoid decoders (001 sec. IV-B);
+    unit: pixels when they already lie in [0,1], else standardize_unit.
     """
+    if view == "unit":
+        view = "pixels" if stats["x_min"] >= 0 and stats["x_max"] <= 1 else "standardize_unit"
     if view == "pixels":
         return x
     if view not in VIEWS:
@@ -125,4 +126,4 @@ def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:
     z = preprocess.standardize(x, stats["mean"], stats["std"]).astype(np.float32)
     if view == "standardize":
         return z
-    return preprocess.to_unit_interval(z, float(stats["lo"]), float(stats["hi"])).astype(np.float32)
+    return preprocess.to_unit_interval(z)

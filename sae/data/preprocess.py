@@ -54,25 +54,14 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 # 001 sec. IV-B: the range used to map standardised data into (0, 1) for sigmoid decoders
-def unit_interval_stats(z_train: np.ndarray) -> tuple[float, float]:
-    """Global (lo, hi) = (min, max) over all entries of the standardised training data z_train (N, D)."""
-    z_train = np.asarray(z_train)
-    if z_train.size == 0:
-        raise DataError("unit_interval_stats got an empty array")
-    return float(z_train.min()), float(z_train.max())
-
-
-# 001 sec. IV-B: "the pixel values are mapped into the (0,1) interval"
-def to_unit_interval(z: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """clip((z - lo) / (hi - lo), 0, 1). z: (N, D). Returns (N, D) float32.
-
-    Values of validation/test data outside the training range are clipped. If
-    hi == lo (a constant training set) the divisor is taken as 1.
-    """
-    span = float(hi) - float(lo)
-    span = span if span > 0.0 else 1.0
-    out = (np.asarray(z, dtype=np.float32) - np.float32(lo)) / np.float32(span)
-    return np.clip(out, 0.0, 1.0, out=out)
+# 001 sec. IV-B: "the pixel values are mapped into the (0,1) interval", following the
+# implementation of its ref. [3] (Ng's sparse-autoencoder notes, UFLDL normalizeData):
+# truncate standardised values to +-3 std, then rescale [-3, 3] to [0.1, 0.9]. A global
+# min/max rescaling would squash heavy-tailed data (whitened patches) into a sliver.
+def to_unit_interval(z: np.ndarray, clip: float = 3.0) -> np.ndarray:
+    """Standardised z (N, D) -> (N, D) float32 in [0.1, 0.9]."""
+    z = np.clip(np.asarray(z, dtype=np.float32), -clip, clip)
+    return (np.float32(0.1) + np.float32(0.8 / (2 * clip)) * (z + np.float32(clip))).astype(np.float32)
 
 
 # ------------------------------------------------------------ image formats

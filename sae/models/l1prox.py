@@ -1,0 +1,43 @@
+"""L1SAE (000 sec. II, Algorithm 1): non-smooth l1 on the codes by a penalty method.
+
+Per step: Y = soft_threshold(Z, alpha*beta/N) (block 1, exact), then one gradient step on
+(1/N)||X - X_hat||_F^2 + (1/(2 alpha))||Y - Z||_F^2 + weight decay (block 2);
+alpha shrinks by f over T stages so Y = Z is enforced ever more tightly.
+"""
+
+from .core import Autoencoder
+
+
+def soft_threshold(z, t):
+    """Element-wise prox of t*|.|: sign(z) * max(|z| - t, 0); any shape."""
+    return z.sign() * (z.abs() - t).clamp_min(0)  # 000 eq. (9)
+
+
+def penalty_alpha(epoch, n_epochs, alpha0, f, T):
+    """alpha for a 0-based epoch: alpha0 * f^(t-1) with stage t = 1..T spread evenly over epochs."""
+    stage = min(epoch // max(1, n_epochs // T), T - 1)  # 000 Algorithm 1, line 3
+    return alpha0 * f**stage
+
+
+def proximal_coupling(y, z, alpha):
+    """(1/(2 alpha)) ||Y - Z||_F^2, SUMMED over the batch; y, z (B,M) -> scalar."""
+    return (y - z).pow(2).sum() / (2 * alpha)  # 000 eq. (10), second term
+
+
+class L1Prox(Autoencoder):
+    """The default objective recon + penalty + weight decay is eq. (10) once penalty() is the
+    coupling term; the codes Z are the encoder outputs h. A new model holds the last stage's
+    alpha; on_epoch_start applies the schedule during training."""
+
+    def __init__(self, in_dim, hidden, *, alpha0, f, T, beta, **core):
+        super().__init__(in_dim, hidden, **core)
+        self.alpha0, self.f, self.T, self.beta = alpha0, f, T, beta
+        self.alpha = alpha0 * f ** (T - 1)
+
+    def penalty(self, x, h):
+        y = soft_threshold(h.detach(), self.alpha * self.beta / h.shape[0])  # 000 eq. (8), N = batch
+        return proximal_coupling(y, h, self.alpha)
+
+    def on_epoch_start(self, epoch, n_epochs):
+        self.alpha = penalty_alpha(epoch, n_epochs, self.alpha0, self.f, self.T)
+        return {"alpha": self.alpha}

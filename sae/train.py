@@ -1,0 +1,172 @@
+"""The one training loop for every autoencoder (models plug in through sae.models.core.Autoencoder).
+
+Data stays on the device as one tensor; batches are index slices of a seeded permutation;
+the loss is accumulated on the device and read once per epoch (no per-step host sync).
+All randomness (shuffling, corruption, dropout) comes from one torch.Generator whose state
+is checkpointed, so a resumed run ends with exactly the weights of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from sae import metrics
+from sae.errors import ParamError, TrainingError
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "linear")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; nothing else differs between them."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError("device=cuda: no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def learning_rate(epoch: int, epochs: int, lr: float, schedule: str, final_lr: float) -> float:
+    """Per-epoch rate: constant, or linear from lr down to final_lr over the run (002 sec. 4.2.2)."""
+    if schedule == "constant" or epochs <= 1:
+        return lr
+    return lr + (final_lr - lr) * epoch / (epochs - 1)
+
+
+def make_optimizer(params, optimizer: str, lr: float, momentum: float) -> torch.optim.Optimizer:
+    """SGD with momentum as in the papers (002 eq. 11); Adam as an option."""
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ParamError(f"optimizer={optimizer!r}: allowed: {', '.join(OPTIMIZERS)}")
+
+
+@torch.no_grad()
+def probe(model, x_val: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Curves on a fixed validation batch: reconstruction error, Hoyer sparseness, activation fraction."""
+    was_training = model.training
+    model.eval()
+    h = model.encode(x_val)
+    x_hat = model.decode(h)
+    model.train(was_training)
+    threshold = metrics.ACTIVATION_THRESHOLD.get(getattr(model, "activation", "linear"), 0.0)
+    return {"val_recon": metrics.reconstruction_error(x_val, x_hat).mean(),
+            "val_hoyer": metrics.hoyer(h).mean(),
+            "val_activation_fraction": metrics.activation_fraction(h, threshold)}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
+
+
+def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch: int,
+        optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
+        schedule: str = "constant", final_lr: float = 0.001, seed: int = 0,
+        checkpoint: Path | None = None, checkpoint_every: int = 0, fingerprint: str = "",
+        on_epoch: Callable[[dict], None] | None = None, name: str = "model",
+        progress: bool = True) -> list[dict]:
+    """Train `model` in place on x_train (N, D); return one dict of curves per epoch.
+
+    checkpoint: file written every `checkpoint_every` epochs and resumed from when it exists
+    and its `fingerprint` (a hash of the hyper-parameters) matches; removed at the end.
+    on_epoch: called with each epoch's row (also for rows replayed from a checkpoint).
+    Raises TrainingError naming `name` and the epoch when the loss becomes NaN or inf.
+    """
+    if schedule not in SCHEDULES:
+        raise ParamError(f"schedule={schedule!r}: allowed: {', '.join(SCHEDULES)}")
+    if not getattr(model, "trainable", True):
+        return []
+    device = x_train.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"].to(gen.get_state().device))
+            history, start = state["history"], state["epoch"] + 1
+            log.info("%s: resuming from the checkpoint of epoch %d", name, start)
+        else:
+            log.info("%s: ignoring a checkpoint made with other hyper-parameters", name)
+    for row in history:
+        if on_epoch:
+            on_epoch(row)
+
+    n = x_train.shape[0]
+    steps = math.ceil(n / batch)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, initial=start, desc=name, unit="epoch", leave=False)
+    model.train()
+    for epoch in range(start, epochs):
+        scheduled = model.on_epoch_start(epoch, epochs) or {}
+        rate = learning_rate(epoch, epochs, lr, schedule, final_lr)
+        for group in opt.param_groups:
+            group["lr"] = rate
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        recon_sum = torch.zeros((), device=device)
+        for i in range(steps):
+            xb = x_train[perm[i * batch:(i + 1) * batch]]
+            loss, recon = model.objective(xb, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model.after_step()
+            loss_sum += loss.detach() * xb.shape[0]
+            recon_sum += recon.detach() * xb.shape[0]
+        row = {"epoch": epoch, "lr": rate, "loss": loss_sum / n, "recon": recon_sum / n,
+               **probe(model, x_val)}
+        row = {k: float(v) for k, v in row.items()} | {k: float(v) for k, v in scheduled.items()}
+        row["epoch"] = epoch
+        if not math.isfinite(row["loss"]):  # the one host read of the epoch happened just above
+            raise TrainingError(f"{name}: loss became {row['loss']} at epoch {epoch}; no model written")
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.4g}")
+            bar.update(1)
+        if checkpoint is not None and checkpoint_every and (epoch + 1) % checkpoint_every == 0 \
+                and epoch + 1 < epochs:
+            _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "generator": gen.get_state(), "epoch": epoch,
+                                          "history": history, "fingerprint": fingerprint})
+    if bar is not None:
+        bar.close()
+    model.eval()
+    if checkpoint is not None and checkpoint.is_file():
+        checkpoint.unlink()
+    return history
+
+
+def train_model(model_id: str, cfg: dict, x_train: torch.Tensor, x_val: torch.Tensor, *,
+                seed: int, **fit_kwargs):
+    """Build `model_id` with the resolved config `cfg` (sae.params.model_config) and train it.
+
+    Weights are initialised from `seed`; returns (model, history).
+    """
+    from sae.models import build
+    from sae.params import LOOP_KEYS
+    model_params = {k: v for k, v in cfg.items() if k not in LOOP_KEYS}
+    torch.manual_seed(seed)
+    model = build(model_id, x_train.shape[1], cfg["hidden"], **model_params).to(x_train.device)
+    history = fit(model, x_train, x_val, epochs=cfg["epochs"], batch=cfg["batch"],
+                  optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
+                  schedule=cfg["schedule"], final_lr=cfg["final_lr"], seed=seed,
+                  checkpoint_every=cfg["checkpoint_every"], **fit_kwargs)
+    return model, history

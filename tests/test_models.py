@@ -1,0 +1,327 @@
+"""Model registry: each penalty against hand arithmetic, schedules, constraints, build()."""
+
+import math
+
+import pytest
+import torch
+
+from sae.errors import ParamError
+from sae.models import MODEL_IDS, REGISTRY, activation_derivative, build
+from sae.models.corruption import inverted_dropout
+from sae.models.ksparse import topk_mask
+from sae.models.l1prox import soft_threshold
+from sae.models.registry import CHECKS, CORE
+
+T = torch.tensor
+
+
+def close(a, b, tol=1e-6):
+    a, b = float(torch.as_tensor(a).detach()), float(torch.as_tensor(b).detach())
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def set_weights(m, W, b=None, W_dec=None):
+    with torch.no_grad():
+        m.W.copy_(T(W))
+        if b is not None:
+            m.b.copy_(T(b))
+        if W_dec is not None:
+            m.W_dec.copy_(T(W_dec))
+
+
+# --- penalties against hand computations --------------------------------------------
+
+
+def test_kl_penalty_by_hand():
+    m = build("kl", 2, 2, beta=2.0, rho=0.1)
+    h = T([[0.1, 0.5], [0.3, 0.1]])  # column means rho_hat = 0.2, 0.3
+    kl = (0.1 * math.log(0.1 / 0.2) + 0.9 * math.log(0.9 / 0.8)
+          + 0.1 * math.log(0.1 / 0.3) + 0.9 * math.log(0.9 / 0.7))
+    assert close(m.penalty(None, h), 2.0 * kl)
+
+
+def test_student_t_penalty_by_hand():
+    m = build("studentt", 2, 2, beta=3.0)
+    h = T([[1.0, 0.0], [2.0, -1.0]])
+    per_sample = [math.log(2) + math.log(1), math.log(5) + math.log(2)]
+    assert close(m.penalty(None, h), 3.0 * sum(per_sample) / 2)
+
+
+def test_l1_penalty_by_hand():
+    m = build("l1", 2, 2, lam=0.5)
+    h = T([[1.0, -2.0], [0.0, 3.0]])  # |.| sums 3 and 3 -> batch mean 3
+    assert close(m.penalty(None, h), 0.5 * 3.0)
+
+
+@pytest.mark.parametrize("epoch, sigma", [(0, 1.0), (1, 0.5)])
+def test_sl0sq_penalty_by_hand_at_two_sigmas(epoch, sigma):
+    m = build("sl0sq", 4, 3, sigmas=[1.0, 0.5], lam=10.0)
+    assert m.on_epoch_start(epoch, 2) == {"sigma": sigma}
+    h = T([[0.0, 1.0, 2.0], [1.0, 1.0, 0.0]])
+    c = []
+    for row in h.tolist():
+        smoothed_l0 = 3 - sum(math.exp(-v * v / (2 * sigma * sigma)) for v in row)
+        c.append(smoothed_l0**2)
+    assert close(m.penalty(None, h), sum(c) / (2 * 2))  # (1/(2N)) sum_j C_s, N = 2
+    x = torch.randn(2, 4)
+    loss, recon = m.objective(x)
+    hx = m.encode(x)
+    assert close(loss, m.penalty(x, hx) + 10.0 / 2 * recon, 1e-5)  # lambda on reconstruction
+
+
+def test_sl0sq_sigma_values_differ():
+    m = build("sl0sq", 4, 3, sigmas=[1.0, 0.5])
+    h = T([[0.0, 1.0, 2.0]])
+    m.on_epoch_start(0, 2)
+    p1 = m.penalty(None, h)
+    m.on_epoch_start(1, 2)
+    assert not close(p1, m.penalty(None, h))
+
+
+def test_ncae_negative_weight_term_by_hand():
+    m = build("ncae", 2, 2, beta=0.0, alpha=0.1, weight_decay=0.0)
+    set_weights(m, [[1.0, -2.0], [-0.5, 3.0]], W_dec=[[-1.0, 0.0], [2.0, -3.0]])
+    negatives_sq = 4.0 + 0.25 + 1.0 + 9.0
+    assert close(m.penalty(None, torch.rand(3, 2)), 0.1 / 2 * negatives_sq)
+
+
+def test_sae0_penalty_by_hand_and_clamp():
+    m = build("sae0", 2, 2, lam=0.5)
+    h = T([[0.2, 0.9], [0.4, 1.0]])  # rho_hat = 0.3, 0.95
+    assert close(m.penalty(None, h), -0.5 * (math.log(0.7) + math.log(0.05)), 1e-5)
+    saturated = T([[1.0], [1.0]])  # 1 - rho_hat = 0, clamped to 1e-6
+    assert close(build("sae0", 2, 1, lam=1.0).penalty(None, saturated), -math.log(1e-6), 1e-4)
+
+
+def test_mdae_penalty_by_hand():
+    m = build("mdae", 3, 2, lam=0.5, activation="sigmoid")
+    W, b = [[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]], [0.1, -0.2]
+    set_weights(m, W, b)
+    xs = [[1.0, 2.0, -1.0], [0.0, -1.0, 0.5]]
+    total = 0.0
+    for x in xs:
+        for j in range(2):
+            a = sum(W[j][i] * x[i] for i in range(3)) + b[j]
+            s = 1 / (1 + math.exp(-a))
+            total += (s * (1 - s)) ** 2 * sum(w * w for w in W[j]) ** 2
+    x = T(xs)
+    assert close(m.penalty(x, m.encode(x)), 0.5 * total / 2, 1e-5)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus"])
+def test_cae_penalty_is_jacobian_frobenius(activation):
+    torch.manual_seed(0)
+    m = build("cae", 5, 4, lam=1.0, activation=activation)
+    with torch.no_grad():
+        m.b.normal_()
+    x = torch.randn(3, 5)
+    jac = [torch.autograd.functional.jacobian(lambda v: m.encode(v[None])[0], xi) for xi in x]
+    expected = sum(j.pow(2).sum() for j in jac) / len(jac)
+    assert close(m.penalty(x, m.encode(x)), expected, 1e-5)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "relu", "softplus", "tanh", "linear"])
+def test_activation_derivative_matches_autograd(name):
+    m = build("ae", 4, 3, activation=name)
+    a = torch.randn(6, 3, requires_grad=True)
+    h = torch.nn.functional.softplus(a) if name == "softplus" else {
+        "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh, "linear": lambda v: v}[name](a)
+    (grad,) = torch.autograd.grad(h.sum(), a)
+    assert torch.allclose(activation_derivative(a, h, m.activation), grad, atol=1e-6)
+
+
+def test_soft_threshold_is_prox_of_abs():
+    t = 0.5
+    u = torch.linspace(-5, 5, 100001, dtype=torch.float64)
+    for z in [-2.0, -0.3, 0.0, 0.2, 0.7, 3.0]:
+        objective = t * u.abs() + 0.5 * (z - u) ** 2
+        argmin = u[objective.argmin()]
+        assert close(soft_threshold(T(z, dtype=torch.float64), t), argmin, 2e-4)
+
+
+def test_l1prox_penalty_by_hand():
+    m = build("l1prox", 2, 2, alpha0=1.0, beta=0.1)
+    m.on_epoch_start(0, 10)  # alpha = alpha0 = 1
+    h = T([[0.5, -0.05], [0.02, 0.3]])  # threshold alpha*beta/N = 1 * 0.1 / 2 = 0.05
+    # Y = [[0.45, 0], [0, 0.25]]; ||Y - Z||^2 summed = 0.0025 + 0.0025 + 0.0004 + 0.0025
+    assert close(m.penalty(None, h), 0.0079 / (2 * 1.0))
+
+
+def test_l1prox_alpha_schedule():
+    m = build("l1prox", 2, 2, alpha0=1.0, f=0.6, T=5)
+    alphas = [m.on_epoch_start(e, 10)["alpha"] for e in range(10)]
+    expected = [1.0, 1.0, 0.6, 0.6, 0.36, 0.36, 0.216, 0.216, 0.1296, 0.1296]
+    assert all(close(a, b) for a, b in zip(alphas, expected))
+    assert close(m.on_epoch_start(11, 12)["alpha"], 0.6**4)  # last stage holds after T stages
+    assert close(m.alpha, 0.6**4)
+
+
+# --- k-sparse ------------------------------------------------------------------------
+
+
+def test_ksparse_keeps_k_in_training_and_alpha_k_in_features():
+    torch.manual_seed(0)
+    m = build("ksparse", 20, 30, k=5, k_start=5, alpha=2.5)
+    m.on_epoch_start(0, 10)
+    x = torch.randn(7, 20)
+    assert ((m.encode(x) != 0).sum(dim=1) == 5).all()
+    assert ((m.features(x) != 0).sum(dim=1) == round(2.5 * 5)).all()
+    capped = build("ksparse", 20, 30, k=20, k_start=20, alpha=3.0)
+    assert ((capped.features(x) != 0).sum(dim=1) == 30).all()
+
+
+def test_ksparse_gradient_flows_only_through_kept_units():
+    torch.manual_seed(0)
+    m = build("ksparse", 20, 30, k=4, k_start=4)
+    x = torch.randn(1, 20)
+    kept = m.encode(x)[0] != 0
+    m.objective(x)[0].backward()
+    assert ((m.b.grad != 0) == kept).all()
+
+
+def test_ksparse_schedule():
+    m = build("ksparse", 20, 200, k=20, k_start=100)
+    n = 40
+    assert m.on_epoch_start(0, n) == {"k": 100}
+    assert m.on_epoch_start(n // 4, n) == {"k": 60}  # linear midpoint
+    assert m.on_epoch_start(n // 2, n) == {"k": 20}
+    assert m.on_epoch_start(n - 1, n) == {"k": 20}
+    assert build("ksparse", 20, 50, k=20, k_start=100).on_epoch_start(0, n) == {"k": 50}  # capped
+
+
+@pytest.mark.parametrize("params, key", [({"k": 31}, "model.ksparse.k=31"), ({"k": 0}, "model.ksparse.k"),
+                                         ({"alpha": 0.5, "k": 3}, "model.ksparse.alpha")])
+def test_ksparse_bad_params(params, key):
+    with pytest.raises(ParamError, match=key.replace(".", r"\.")):
+        build("ksparse", 20, 30, **params)
+
+
+# --- constraints and randomness --------------------------------------------------------
+
+
+def test_unit_norm_projection():
+    torch.manual_seed(0)
+    for mid in ("ae", "cae"):
+        m = build(mid, 20, 8, unit_norm=True)
+        with torch.no_grad():
+            m.W.mul_(T([0.1, 1, 2, 3, 4, 5, 6, 7])[:, None])
+        m.after_step()
+        assert torch.allclose(m.W.norm(dim=1), torch.ones(8), atol=1e-6)
+
+
+def test_no_projection_without_unit_norm():
+    m = build("ae", 20, 8)
+    with torch.no_grad():
+        m.W.mul_(5.0)
+    before = m.W.clone()
+    m.after_step()
+    assert torch.equal(m.W, before)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_dae_mask_corruption_is_reproducible():
+    m = build("dae", 50, 8, corruption="mask", level=0.2).train()
+    x = torch.ones(200, 50)
+    a, b, c = m.corrupt(x, gen(1)), m.corrupt(x, gen(1)), m.corrupt(x, gen(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert abs(float((a == 0).float().mean()) - 0.2) < 0.02
+    assert m.objective(x, gen(1))[0] == m.objective(x, gen(1))[0]
+    assert torch.equal(m.eval().corrupt(x, gen(1)), x)
+
+
+def test_dae_gaussian_level_is_variance():
+    m = build("dae", 50, 8, corruption="gaussian", level=0.25).train()
+    x = torch.zeros(400, 50)
+    assert abs(float(m.corrupt(x, gen(0)).std()) - 0.5) < 0.02
+
+
+def test_dropout_inactive_in_eval_mode():
+    torch.manual_seed(0)
+    m = build("dropout", 20, 8, p_hidden=0.5, p_input=0.2)
+    x = torch.randn(16, 20)
+    assert m.objective(x, gen(1))[0] != m.objective(x, gen(2))[0]
+    m.eval()
+    loss1, loss2 = m.objective(x, gen(1))[0], m.objective(x, gen(2))[0]
+    clean = ((m.decode(m.encode(x)) - x) ** 2).sum(1).mean()
+    assert loss1 == loss2 and close(loss1, clean)
+    assert abs(float(inverted_dropout(torch.ones(1000, 100), 0.5, gen(0)).mean()) - 1.0) < 0.02
+
+
+def test_edae_is_first_order_dae():
+    """For small noise, eDAE's loss equals the DAE loss on the same noisy input up to O(sigma^2)."""
+    torch.manual_seed(0)
+    m = build("edae", 6, 4, level=1e-6, activation="softplus").double().train()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    loss, recon = (t.detach() for t in m.objective(x, gen(3)))
+    x_tilde = x + 1e-3 * torch.randn(x.shape, generator=gen(3), dtype=torch.float64)
+    dae_loss = ((m.decode(m.encode(x_tilde)) - x) ** 2).sum(1).mean().detach()
+    first_order = abs(float(loss - recon))
+    assert first_order > 1e-4  # the term is really there (it is O(sigma))
+    assert abs(float(loss - dae_loss)) < 1e-2 * first_order  # what is left is O(sigma^2)
+
+
+# --- build ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_every_model_builds_and_trains(model_id):
+    torch.manual_seed(0)
+    extra = {"k": 3} if model_id == "ksparse" else {}  # default k=25 exceeds hidden=8
+    m = build(model_id, 20, 8, lr=0.1, epochs=3, batch=4, hidden=8, datasets=["x"], **extra).train()
+    m.on_epoch_start(0, 3)
+    x = torch.randn(4, 20)
+    code_dim = 20 if model_id == "raw" else 8  # raw pixels: the code is the input itself
+    assert m.encode(x).shape == (4, code_dim) and m.features(x).shape == (4, code_dim)
+    assert m.decode(m.encode(x)).shape == (4, 20)
+    loss, recon = m.objective(x, gen(0))
+    assert torch.isfinite(loss) and torch.isfinite(recon)
+    assert m.trainable == (model_id != "raw")
+    if m.trainable:
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+        m.after_step()
+
+
+def test_model_ids_order():
+    assert MODEL_IDS == ("raw", "ae", "kl", "l1", "studentt", "dae", "dropout", "ncae", "l1prox",
+                         "sl0sq", "ksparse", "cae", "mdae", "sae0", "edae")
+    assert set(REGISTRY) == set(MODEL_IDS)
+    every_key = set(CORE).union(*(spec.defaults for spec in REGISTRY.values()))
+    assert every_key <= set(CHECKS)
+
+
+def test_unknown_id_and_params_raise():
+    with pytest.raises(ParamError, match="unknown model id 'foo'; allowed: raw, ae"):
+        build("foo", 20, 8)
+    with pytest.raises(ParamError, match="model.kl.bogus"):
+        build("kl", 20, 8, bogus=1)
+    with pytest.raises(ParamError, match="model.kl.rho=1.5"):
+        build("kl", 20, 8, rho=1.5)
+    with pytest.raises(ParamError, match="model.ae.activation='gelu'"):
+        build("ae", 20, 8, activation="gelu")
+    with pytest.raises(ParamError, match="model.ksparse.k=2000 exceeds hidden=1000"):
+        build("ksparse", 20, 1000, k=2000)
+    with pytest.raises(ParamError, match="model.sl0sq.sigmas"):
+        build("sl0sq", 20, 8, sigmas=[0.1, 1.0])
+    with pytest.raises(ParamError, match="model.dae.level"):
+        build("dae", 20, 8, level=1.0)
+
+
+def test_tied_weights_share_the_encoder():
+    m = build("ae", 20, 8, tied=True)
+    assert m.W_dec is None and m.decoder_weight.data_ptr() == m.W.data_ptr()
+    t = build("ae", 3, 2, tied=True, weight_decay=0.5)
+    set_weights(t, [[1.0, 0.0, 2.0], [0.0, -1.0, 0.0]])
+    assert close(t.weight_penalty(), 0.5 * 2 * (1 + 4 + 1))  # W counted as encoder and decoder
+    w = build("ae", 3, 2, weight_decay=0.5)
+    set_weights(w, [[1.0, 0.0, 2.0], [0.0, -1.0, 0.0]], W_dec=[[1.0, 1.0], [0.0, 0.0], [0.0, 3.0]])
+    assert close(w.weight_penalty(), 0.5 * ((1 + 4 + 1) + (1 + 1 + 9)))
+
+
+def test_gaussian_init_std():
+    torch.manual_seed(0)
+    m = build("ksparse", 400, 300, k=10)
+    assert abs(float(m.W.detach().std()) - 0.01) < 5e-4 and not m.b.detach().any()
