@@ -113,7 +113,7 @@ def test_to_unit_interval_maps_three_std_onto_point1_to_point9():
     z = standardize(x, *standardize_stats(x))
     u = to_unit_interval(z)
     assert u.dtype == np.float32
-    assert u.min() >= 0.1 and u.max() <= 0.9
+    assert u.min() >= 0.1 - 1e-6 and u.max() <= 0.9 + 1e-6
     np.testing.assert_allclose(to_unit_interval(np.array([[-3.0, 0.0, 3.0, 30.0]])),
                                [[0.1, 0.5, 0.9, 0.9]], atol=1e-6)
     # the bulk of the data keeps its spread (no squashing by outliers)
