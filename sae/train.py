@@ -154,19 +154,24 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     return history
 
 
-def train_model(model_id: str, cfg: dict, x_train: torch.Tensor, x_val: torch.Tensor, *,
-                seed: int, **fit_kwargs):
-    """Build `model_id` with the resolved config `cfg` (sae.params.model_config) and train it.
-
-    Weights are initialised from `seed`; returns (model, history).
-    """
+def build_model(model_id: str, cfg: dict, in_dim: int, *, seed: int):
+    """The model of a resolved config (sae.params.model_config), weights initialised from `seed`."""
     from sae.models import build
     from sae.params import LOOP_KEYS
-    model_params = {k: v for k, v in cfg.items() if k not in LOOP_KEYS}
     torch.manual_seed(seed)
-    model = build(model_id, x_train.shape[1], cfg["hidden"], **model_params).to(x_train.device)
-    history = fit(model, x_train, x_val, epochs=cfg["epochs"], batch=cfg["batch"],
-                  optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
-                  schedule=cfg["schedule"], final_lr=cfg["final_lr"], seed=seed,
-                  checkpoint_every=cfg["checkpoint_every"], **fit_kwargs)
-    return model, history
+    return build(model_id, in_dim, cfg["hidden"], **{k: v for k, v in cfg.items() if k not in LOOP_KEYS})
+
+
+def fit_config(model, cfg: dict, x_train: torch.Tensor, x_val: torch.Tensor, *, seed: int, **fit_kwargs):
+    """fit() with the training-loop keys of a resolved config."""
+    return fit(model, x_train, x_val, epochs=cfg["epochs"], batch=cfg["batch"],
+               optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
+               schedule=cfg["schedule"], final_lr=cfg["final_lr"], seed=seed,
+               checkpoint_every=cfg["checkpoint_every"], **fit_kwargs)
+
+
+def train_model(model_id: str, cfg: dict, x_train: torch.Tensor, x_val: torch.Tensor, *,
+                seed: int, **fit_kwargs):
+    """Build `model_id` from the resolved config `cfg` and train it; returns (model, history)."""
+    model = build_model(model_id, cfg, x_train.shape[1], seed=seed).to(x_train.device)
+    return model, fit_config(model, cfg, x_train, x_val, seed=seed, **fit_kwargs)

@@ -73,3 +73,17 @@ def http_server(tmp_path_factory):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture(scope="session")
+def mnist5k_dir(tmp_path_factory):
+    """mnist5k prepared with the real params.yaml config, once per test session."""
+    from sae.data import prepared, sources
+    from sae.params import load
+
+    cfg = load(Path(__file__).parent.parent / "params.yaml")["data"]["mnist5k"]
+    root = tmp_path_factory.mktemp("mnist5k")
+    sources.fetch("mnist5k", root / "raw")
+    splits = sources.load("mnist5k", root / "raw", cfg)
+    prepared.write(splits, root / "prepared", dataset="mnist5k", std_eps=cfg["std_eps"])
+    return root / "prepared"

@@ -325,3 +325,8 @@ def test_gaussian_init_std():
     torch.manual_seed(0)
     m = build("ksparse", 400, 300, k=10)
     assert abs(float(m.W.detach().std()) - 0.01) < 5e-4 and not m.b.detach().any()
+
+
+def test_params_knows_exactly_the_registered_models():
+    from sae.params import MODEL_IDS as validated  # kept torch-free, so listed twice
+    assert validated == MODEL_IDS
