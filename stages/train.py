@@ -31,6 +31,7 @@ def main(params, args):
     ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     live = Live(str(out / "live"), save_dvc_exp=False, dvcyaml=False)
+    (out / "live/plots/metrics").mkdir(parents=True, exist_ok=True)  # `raw` trains no epoch
 
     def log_epoch(row):
         for key, value in row.items():
