@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sae.errors import ParamError
-from sae.models import MODEL_IDS, REGISTRY, activation_derivative, build
+from sae.models import MODEL_IDS, REGISTRY, Autoencoder, activation_derivative, build
 from sae.models.corruption import inverted_dropout
 from sae.models.ksparse import topk_mask
 from sae.models.l1prox import soft_threshold
@@ -330,3 +330,17 @@ def test_gaussian_init_std():
 def test_params_knows_exactly_the_registered_models():
     from sae.params import MODEL_IDS as validated  # kept torch-free, so listed twice
     assert validated == MODEL_IDS
+
+
+def test_ksparse_sparse_step_equals_the_dense_formulation():
+    torch.manual_seed(0)
+    model = build("ksparse", 30, 20, k=4, k_start=4, alpha=2)
+    x = torch.randn(16, 30, requires_grad=True)
+    loss, recon = model.objective(x)
+    grads = torch.autograd.grad(loss, [x, *model.parameters()])
+    dense_loss, dense_recon = Autoencoder.objective(model, x)  # the masked dense product
+    dense_grads = torch.autograd.grad(dense_loss, [x, *model.parameters()])
+    torch.testing.assert_close(loss, dense_loss)
+    torch.testing.assert_close(recon, dense_recon)
+    for g, d in zip(grads, dense_grads):
+        torch.testing.assert_close(g, d, rtol=1e-5, atol=1e-6)
