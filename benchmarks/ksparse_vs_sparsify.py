@@ -36,7 +36,7 @@ def sparsify_step(dim, hidden, k, x, device):
 
 def our_step(dim, hidden, k, x, device):
     model = build("ksparse", dim, hidden, k=k, k_start=k, alpha=3).to(device)
-    opt = make_optimizer(model.parameters(), "sgd", 0.001, 0.9)
+    opt = make_optimizer(model.param_groups(), "sgd", 0.001, 0.9)
 
     def step():
         loss, _ = model.objective(x)

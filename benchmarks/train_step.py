@@ -46,7 +46,7 @@ def matmul_gflops(device, n: int = 2048) -> float:
 
 
 def step_fn(model, x, device):
-    opt = make_optimizer(model.parameters(), "sgd", 0.001, 0.9)
+    opt = make_optimizer(model.param_groups(), "sgd", 0.001, 0.9)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():

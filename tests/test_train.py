@@ -144,3 +144,27 @@ def test_l1prox_codes_get_sparser_as_alpha_decreases(mnist5k_dir):
     assert shrinking[0] < shrinking[1] < shrinking[2], shrinking
     # more sparsity than training alone brings (measured: +0.0091 vs +0.0049)
     assert shrinking[2] - shrinking[0] > 1.5 * (fixed[2] - fixed[0]), (shrinking, fixed)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_weight_decay_in_the_optimiser_equals_the_penalty_in_the_loss(tied):
+    """param_groups() applies lam(||W_enc||^2 + ||W_dec||^2) as a gradient: same steps as the loss term."""
+    from sae.train import make_optimizer
+    x, _ = _toy()
+    torch.manual_seed(0)
+    a = build("ae", 12, 8, tied=tied, weight_decay=0.05)
+    b = build("ae", 12, 8, tied=tied, weight_decay=0.05)
+    b.load_state_dict(a.state_dict())
+    opt_a = make_optimizer(a.param_groups(), "sgd", 0.1, 0.9)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(5):
+        loss_a, _ = a.objective(x)
+        opt_a.zero_grad()
+        loss_a.backward()
+        opt_a.step()
+        loss_b, _ = b.objective(x)
+        opt_b.zero_grad()
+        (loss_b + b.weight_penalty()).backward()
+        opt_b.step()
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)

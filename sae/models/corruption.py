@@ -62,7 +62,7 @@ class Denoising(Autoencoder):
         x_tilde = self.corrupt(x, generator)
         h = self.encode(x_tilde)
         recon = reconstruction_error(x, self.decode(h))
-        return recon + self.penalty(x_tilde, h) + self.weight_penalty(), recon
+        return recon + self.penalty(x_tilde, h), recon
 
 
 class Dropout(Autoencoder):
@@ -78,7 +78,7 @@ class Dropout(Autoencoder):
         if self.training:
             h = inverted_dropout(h, self.p_hidden, generator)
         recon = reconstruction_error(x, self.decode(h))
-        return recon + self.weight_penalty(), recon
+        return recon, recon
 
 
 class ExplicitDAE(Autoencoder):
@@ -104,4 +104,4 @@ class ExplicitDAE(Autoencoder):
             # samples are independent, so row i of d(sum_i l_i)/du is grad of l_i alone
             (grad,) = torch.autograd.grad(per_sample.sum(), u, create_graph=keep_graph)
         recon = per_sample.mean()
-        return recon + first_order_dae_term(noise, grad) + self.weight_penalty(), recon
+        return recon + first_order_dae_term(noise, grad), recon

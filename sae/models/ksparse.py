@@ -88,7 +88,7 @@ class KSparse(Autoencoder):
         vals, idx = TopKCodes.apply(x, self.W, self.b, self.k_now)
         x_hat = F.embedding_bag(idx, self.W, per_sample_weights=vals, mode="sum") + self.c
         recon = reconstruction_error(x, x_hat)
-        return recon + self.weight_penalty(), recon
+        return recon, recon
 
     def on_epoch_start(self, epoch, n_epochs):
         self.k_now = sparsity_level(epoch, n_epochs, self.k, self.k_start)

@@ -25,7 +25,7 @@ class SL0Sq(Autoencoder):
         h = self.encode(x)
         recon = reconstruction_error(x, self.decode(h))
         # 001 eq. (9): lambda weighs the reconstruction, (lam/(2N)) sum ||x - y||^2
-        return self.penalty(x, h) + 0.5 * self.lam * recon + self.weight_penalty(), recon
+        return self.penalty(x, h) + 0.5 * self.lam * recon, recon
 
     def on_epoch_start(self, epoch, n_epochs):
         self.sigma = gnc_sigma(epoch, n_epochs, self.sigmas)
