@@ -1,0 +1,199 @@
+"""Evaluate a trained autoencoder on fixed features (DESIGN.md sec. 4, `evaluate`).
+
+Features of the test split: reconstruction error, Gini, Hoyer (mean and std over samples),
+SSD, activation fraction and dead units (thresholds of 003 sec. 3), the hidden-activity
+histogram (002 Fig. 4), and the test error of logistic regression whose L2 strength is
+chosen on the validation split (002 Tables 1-2, 001 sec. IV-A.4). For ksparse, features
+keep the alpha*k largest units with alpha chosen on validation too (002 sec. 2.2, 4.4).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from sae import classify, metrics
+from sae.errors import ParamError
+from sae.models.ksparse import KSparse, topk_mask
+
+log = logging.getLogger(__name__)
+
+# Keys present in every metrics dict, labelled or not (values may be None, never NaN).
+MEASURE_KEYS = ("recon_error", "gini", "hoyer", "ssd", "activation_fraction", "dead_fraction",
+                "threshold", "units", "n_test")
+LOGREG_KEYS = ("test_error", "test_accuracy", "val_error", "l2")
+
+
+def check_config(cfg) -> dict:
+    """Validate the `evaluate` group of params.yaml; return it with typed values."""
+    if not isinstance(cfg, dict):
+        raise ParamError("evaluate: missing from params.yaml or not a mapping")
+    schema = ("alphas", "hist_bins", "batch")
+    for key in cfg:
+        if key not in schema:
+            raise ParamError(f"evaluate.{key}: unknown key; allowed: {', '.join(schema)}")
+    for key in schema:
+        if key not in cfg:
+            raise ParamError(f"evaluate.{key}: missing")
+    alphas = cfg["alphas"]
+    if not isinstance(alphas, list) or not alphas or not all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a >= 1
+            for a in alphas):
+        raise ParamError(f"evaluate.alphas={alphas!r}: expected a non-empty list of numbers >= 1 (002 sec. 2.2)")
+    for key in ("hist_bins", "batch"):
+        v = cfg[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ParamError(f"evaluate.{key}={v!r}: expected an integer >= 1")
+    return {"alphas": [float(a) for a in alphas], "hist_bins": cfg["hist_bins"], "batch": cfg["batch"]}
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """fn applied to x (N, D) in row blocks, concatenated: bounded memory on big sets."""
+    return torch.cat([fn(xb) for xb in x.split(batch)])
+
+
+def ksparse_units(model: KSparse, alpha: float) -> int:
+    """Units kept at encoding: round(alpha * k), capped at the hidden size (002 sec. 2.2)."""
+    return min(int(round(alpha * model.k)), model.hidden)
+
+
+def ksparse_features(model: KSparse, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """h = s(W x + b) with only its alpha*k largest units kept (002 sec. 2.2, 'Sparse Encoding')."""
+    from sae.models.core import ACTIVATIONS
+    h = ACTIVATIONS[model.activation](model.pre_activation(x))
+    return h * topk_mask(h, ksparse_units(model, alpha))
+
+
+def _mean_std(v: torch.Tensor) -> dict:
+    return {"mean": float(v.mean()), "std": float(v.std(correction=0))}
+
+
+def measures(h: torch.Tensor, threshold: float) -> dict:
+    """Sparsity measures of codes h (N, M): Gini (000), Hoyer + SSD (001), fractions (003)."""
+    out = {"gini": _mean_std(metrics.gini(h))}
+    if h.shape[1] >= 2:
+        out["hoyer"] = _mean_std(metrics.hoyer(h))
+        out["ssd"] = float(metrics.ssd(h))
+    else:  # Hoyer's denominator sqrt(M) - 1 is 0
+        out["hoyer"] = {"mean": None, "std": None}
+        out["ssd"] = None
+    out["activation_fraction"] = float(metrics.activation_fraction(h, threshold))
+    out["dead_fraction"] = float(metrics.dead_fraction(h, threshold))
+    out["threshold"] = float(threshold)
+    out["units"] = int(h.shape[1])
+    return out
+
+
+@torch.no_grad()
+def histogram(h: torch.Tensor, bins: int) -> dict:
+    """Counts of all entries of h over `bins` equal bins spanning [min, max] (002 Fig. 4)."""
+    lo, hi = float(h.min()), float(h.max())
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts = torch.histc(h.reshape(-1).to(torch.float64), bins=bins, min=lo, max=hi)
+    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+    return {"left": edges[:-1].tolist(), "right": edges[1:].tolist(),
+            "count": [int(c) for c in counts.tolist()]}
+
+
+def evaluate(model, data: dict, *, n_classes: int, classify_cfg: dict, alphas=(1.0,),
+             hist_bins: int = 50, batch: int = 4096, seed: int = 0) -> tuple[dict, dict]:
+    """Metrics of a trained `model` on `data` (tensors x_train, x_val, x_test on one device,
+    and y_* int64 tensors or None when the set is unlabelled).
+
+    Returns (metrics, histogram). Model selection (L2; alpha for ksparse) uses only
+    the training and validation splits; y_test is read once, for the final error.
+    """
+    model.eval()
+    fit_kwargs = {k: classify_cfg[k] for k in ("epochs", "batch", "lr", "optimizer", "momentum")}
+    labelled = data.get("y_train") is not None
+    is_ksparse = isinstance(model, KSparse)
+    threshold = metrics.ACTIVATION_THRESHOLD.get(getattr(model, "activation", "linear"), 0.0)
+    x_te = data["x_test"]
+
+    result: dict = {}
+    logreg: dict = {k: None for k in LOGREG_KEYS}
+    if is_ksparse:
+        logreg["alpha"] = float(model.alpha)
+    if labelled:
+        feature_fns = ({a: (lambda x, a=a: ksparse_features(model, x, a)) for a in alphas}
+                       if is_ksparse else {None: model.features})
+        best = None
+        for alpha, fn in feature_fns.items():
+            f_tr, f_va = batched(fn, data["x_train"], batch), batched(fn, data["x_val"], batch)
+            l2, val_errors, clf = classify.select_l2(f_tr, data["y_train"], f_va, data["y_val"],
+                                                     classify_cfg["l2"], n_classes, seed=seed, **fit_kwargs)
+            err = min(val_errors)
+            log.info("alpha=%s: validation error per l2 %s", alpha,
+                     ", ".join(f"{g:g}:{e:.4f}" for g, e in zip(classify_cfg["l2"], val_errors)))
+            if best is None or err < best[0]:  # ties keep the smaller alpha (listed first)
+                best = (err, alpha, l2, clf)
+        val_error, alpha, l2, clf = best
+        features = feature_fns[alpha]
+        f_te = batched(features, x_te, batch)
+        test_error = classify.error_rate(clf, f_te, data["y_test"])
+        logreg.update(test_error=test_error, test_accuracy=1.0 - test_error, val_error=val_error, l2=l2)
+        if is_ksparse:
+            logreg["alpha"] = float(alpha)
+    else:
+        logreg["skipped"] = "unlabelled dataset: no classifier"
+        alpha = float(model.alpha) if is_ksparse else None
+        features = (lambda x: ksparse_features(model, x, alpha)) if is_ksparse else model.features
+        f_te = batched(features, x_te, batch)
+        if is_ksparse:
+            logreg["alpha_note"] = "no labels to choose alpha on: the model's own alpha"
+
+    # The model's reconstruction (training encoding; k units for ksparse); 0 for raw pixels.
+    x_hat = batched(lambda x: model.decode(model.encode(x)), x_te, batch)
+    result["recon_error"] = _mean_std(metrics.reconstruction_error(x_te, x_hat))
+    result.update(measures(f_te, threshold))
+    result["n_test"] = int(x_te.shape[0])
+    if is_ksparse:
+        result["units"] = ksparse_units(model, logreg["alpha"])
+    result["logreg"] = logreg
+    if result["hoyer"]["mean"] is None:
+        result["hoyer"]["note"] = "one unit: Hoyer sparseness undefined"
+    bad = _null_nonfinite(result)
+    if bad:
+        result["nonfinite"] = "not finite, written as null: " + ", ".join(bad)
+    return result, histogram(torch.nan_to_num(f_te), hist_bins)
+
+
+def _null_nonfinite(d: dict, prefix: str = "") -> list[str]:
+    """Replace NaN/inf floats in a nested dict by None in place; return their dotted keys."""
+    bad = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            bad += _null_nonfinite(v, f"{prefix}{k}.")
+        elif isinstance(v, float) and not math.isfinite(v):
+            d[k] = None
+            bad.append(prefix + k)
+    return bad
+
+
+def has_nan(obj) -> bool:
+    """True if a nested dict/list holds a float NaN or inf anywhere."""
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(has_nan(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(has_nan(v) for v in obj)
+    return False
+
+
+# keys of hparams.json (stages/train.py) that describe the run, not the model
+RUN_KEYS = ("dataset", "model", "seed", "in_dim")
+
+
+def rebuild(hparams: dict, state_dict: dict | None = None):
+    """The trained model described by a train stage's hparams.json, with its weights loaded."""
+    from sae.models import build
+    from sae.params import LOOP_KEYS
+    model_params = {k: v for k, v in hparams.items() if k not in LOOP_KEYS and k not in RUN_KEYS}
+    model = build(hparams["model"], hparams["in_dim"], hparams["hidden"], **model_params)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model.eval()

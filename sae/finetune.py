@@ -1,0 +1,294 @@
+"""Supervised fine-tuning of pretrained encoders (002 sec. 4.5-4.6; 000 sec. III, Table II).
+
+- shallow: the pretrained encoder + a softmax layer, all layers trained (002 sec. 4.5);
+- deep: greedy layer-wise pretraining of a second autoencoder of the same kind on the
+  codes of the first (sae.train.fit, the one training loop), then 002 sec. 4.6's
+  layer-wise schedule: softmax alone, then second layer + softmax, then everything;
+- none: the shallow network from a random initialisation ("without pre-training").
+
+The regularisation of pretraining carries over into fine-tuning (002 sec. 4.5): a
+denoising layer corrupts its input, a dropout layer drops input and hidden units, a
+k-sparse layer keeps its alpha*k largest units. Everything is seeded per run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from sae.errors import ParamError
+from sae.models.core import Autoencoder
+from sae.models.corruption import Denoising, Dropout, inverted_dropout
+
+log = logging.getLogger(__name__)
+
+PHASES = ("softmax", "second layer + softmax", "all layers")  # 002 sec. 4.6
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_config(cfg) -> dict:
+    """Validate the `finetune` group of params.yaml; return it with typed values."""
+    if not isinstance(cfg, dict):
+        raise ParamError("finetune: missing from params.yaml or not a mapping")
+    schema = ("seeds", "epochs", "deep_epochs", "batch", "lr", "final_lr", "momentum",
+              "weight_decay", "deep_hidden")
+    for key in cfg:
+        if key not in schema:
+            raise ParamError(f"finetune.{key}: unknown key; allowed: {', '.join(schema)}")
+    for key in schema:
+        if key not in cfg:
+            raise ParamError(f"finetune.{key}: missing")
+    seeds = cfg["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ParamError(f"finetune.seeds={seeds!r}: expected a non-empty list of distinct integers >= 0")
+    for key in ("epochs", "batch"):
+        if not _is_int(cfg[key]) or cfg[key] < 1:
+            raise ParamError(f"finetune.{key}={cfg[key]!r}: expected an integer >= 1")
+    de = cfg["deep_epochs"]
+    if not isinstance(de, list) or len(de) != 3 or not all(_is_int(e) and e >= 0 for e in de) or de[2] < 1:
+        raise ParamError(f"finetune.deep_epochs={de!r}: expected 3 integers >= 0 (epochs of: "
+                         f"{'; '.join(PHASES)}), the last >= 1")
+    for key in ("lr", "final_lr"):
+        if not _is_number(cfg[key]) or cfg[key] <= 0:
+            raise ParamError(f"finetune.{key}={cfg[key]!r}: expected a number > 0")
+    if not _is_number(cfg["momentum"]) or not 0 <= cfg["momentum"] < 1:
+        raise ParamError(f"finetune.momentum={cfg['momentum']!r}: expected a number in [0, 1)")
+    if not _is_number(cfg["weight_decay"]) or cfg["weight_decay"] < 0:
+        raise ParamError(f"finetune.weight_decay={cfg['weight_decay']!r}: expected a number >= 0")
+    dh = cfg["deep_hidden"]
+    if not isinstance(dh, dict) or not all(_is_int(v) and v >= 1 for v in dh.values()):
+        raise ParamError(f"finetune.deep_hidden={dh!r}: expected a mapping dataset -> integer >= 1")
+    out = dict(cfg)
+    for key in ("lr", "final_lr", "momentum", "weight_decay"):
+        out[key] = float(cfg[key])
+    return out
+
+
+# ---- the discriminative network -------------------------------------------------------------
+
+def layer_forward(layer: Autoencoder, x: torch.Tensor, generator=None) -> torch.Tensor:
+    """One pretrained layer as a classifier layer, with its pretraining regulariser in training
+    mode (002 sec. 4.5): denoising corrupts the input, dropout drops input and hidden units,
+    k-sparse keeps the alpha*k largest units (its features())."""
+    train = layer.training
+    if train and isinstance(layer, Denoising):
+        x = layer.corrupt(x, generator)
+    if train and isinstance(layer, Dropout):
+        x = inverted_dropout(x, layer.p_input, generator)
+    h = layer.features(x)
+    if train and isinstance(layer, Dropout):
+        h = inverted_dropout(h, layer.p_hidden, generator)
+    return h
+
+
+def encoder_parameters(layer: Autoencoder) -> list[torch.nn.Parameter]:
+    """The parameters a layer uses to encode (W, b); the decoder is not part of the network."""
+    return [p for p in (getattr(layer, "W", None), getattr(layer, "b", None)) if p is not None]
+
+
+class Network(torch.nn.Module):
+    """x -> layer_1 -> ... -> layer_L -> softmax layer (logits). Layers are autoencoders."""
+
+    def __init__(self, layers: list[Autoencoder], n_classes: int):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(layers)
+        width = layers[-1].hidden
+        self.head = torch.nn.Linear(width, n_classes)
+        torch.nn.init.zeros_(self.head.weight)  # the softmax starts at zero (a convex start)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, x, generator=None):
+        for layer in self.layers:
+            x = layer_forward(layer, x, generator)
+        return self.head(x)
+
+    def arch(self) -> str:
+        """Layer sizes, e.g. '784-256-49-10' (000 sec. III notation)."""
+        hidden = [layer.hidden for layer in self.layers if getattr(layer, "trainable", True)]
+        return "-".join(str(s) for s in [self.layers[0].in_dim, *hidden, self.head.out_features])
+
+
+class Diverged(Exception):
+    """Fine-tuning loss became NaN or inf."""
+
+
+def train(net: Network, params: list[torch.nn.Parameter], x: torch.Tensor, y: torch.Tensor, *,
+          epochs: int, batch: int, lr: float, final_lr: float, momentum: float, weight_decay: float,
+          generator: torch.Generator) -> None:
+    """SGD with momentum on `params` only (the rest stay fixed): mean cross-entropy +
+    weight_decay * sum ||W||^2 over the trained weight matrices; the rate goes linearly
+    from lr to final_lr over the epochs (002 sec. 4.2.2). Raises Diverged."""
+    if epochs == 0 or not params:
+        return
+    weights = [p for p in params if p.dim() == 2]
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    trained = {id(p) for p in params}
+    frozen = [p for p in net.parameters() if id(p) not in trained]
+    for p in frozen:
+        p.requires_grad_(False)
+    n = x.shape[0]
+    steps = math.ceil(n / batch)
+    net.train()
+    try:
+        for epoch in range(epochs):
+            rate = lr if epochs == 1 else lr + (final_lr - lr) * epoch / (epochs - 1)
+            for group in opt.param_groups:
+                group["lr"] = rate
+            perm = torch.randperm(n, generator=generator, device=x.device)
+            loss_sum = torch.zeros((), device=x.device)
+            for i in range(steps):
+                idx = perm[i * batch:(i + 1) * batch]
+                loss = F.cross_entropy(net(x[idx], generator), y[idx])
+                loss_sum += loss.detach()
+                if weight_decay:
+                    loss = loss + weight_decay * sum(w.pow(2).sum() for w in weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if not math.isfinite(float(loss_sum)):  # one host read per epoch
+                raise Diverged(f"loss became {float(loss_sum)} at epoch {epoch}")
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: Network, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    """Fraction of correct predictions of net (eval mode, no perturbation) on (x, y)."""
+    net.eval()
+    correct = sum(int((net(xb).argmax(dim=1) == yb).sum()) for xb, yb in zip(x.split(batch), y.split(batch)))
+    return correct / x.shape[0]
+
+
+# ---- the three runs --------------------------------------------------------------------------
+
+def second_layer_hparams(hparams: dict, in_dim: int, hidden: int) -> dict:
+    """hparams of the second autoencoder: same kind and settings, sizes in_dim -> hidden.
+
+    k-sparse keeps the first layer's fraction of active units: k and k_start scaled by
+    hidden / first hidden (002 sec. 4.6 uses equal widths, so equal k)."""
+    hp = dict(hparams, in_dim=in_dim, hidden=hidden)
+    if hparams["model"] == "ksparse":
+        ratio = hidden / hparams["hidden"]
+        hp["k"] = max(1, min(hidden, round(hparams["k"] * ratio)))
+        hp["k_start"] = max(hp["k"], min(hidden, round(hparams["k_start"] * ratio)))
+    return hp
+
+
+def _fit_kwargs(cfg: dict) -> dict:
+    return {k: cfg[k] for k in ("batch", "lr", "final_lr", "momentum", "weight_decay")}
+
+
+def run_shallow(layer: Autoencoder, data: dict, n_classes: int, cfg: dict, seed: int) -> dict:
+    """Encoder `layer` (pretrained or random) + softmax, all layers trained (002 sec. 4.5)."""
+    gen = torch.Generator(device=data["x_train"].device).manual_seed(seed)
+    net = Network([layer], n_classes).to(data["x_train"].device)
+    train(net, [*encoder_parameters(layer), *net.head.parameters()],
+          data["x_train"], data["y_train"], epochs=cfg["epochs"], generator=gen, **_fit_kwargs(cfg))
+    return {"test": accuracy(net, data["x_test"], data["y_test"]),
+            "val": accuracy(net, data["x_val"], data["y_val"]), "arch": net.arch()}
+
+
+def run_deep(layer1: Autoencoder, hparams: dict, data: dict, n_classes: int, cfg: dict, hidden2: int,
+             seed: int) -> dict:
+    """Greedy layer-wise pretraining of a second autoencoder on layer1's codes, then the
+    layer-wise fine-tuning of 002 sec. 4.6 (softmax; second layer + softmax; all)."""
+    from sae.evaluate import batched, rebuild
+    from sae.train import fit
+    device = data["x_train"].device
+    layer1.eval()
+    codes_tr = batched(layer1.features, data["x_train"])
+    codes_va = batched(layer1.features, data["x_val"][:1000])
+    hp2 = second_layer_hparams(hparams, layer1.hidden, hidden2)
+    torch.manual_seed(seed)
+    layer2 = rebuild(hp2).to(device)
+    fit(layer2, codes_tr, codes_va, epochs=hp2["epochs"], batch=hp2["batch"], optimizer=hp2["optimizer"],
+        lr=hp2["lr"], momentum=hp2["momentum"], schedule=hp2["schedule"], final_lr=hp2["final_lr"],
+        seed=seed, progress=False, name=f"{hparams['dataset']}/{hparams['model']}/layer2")
+    net = Network([layer1, layer2], n_classes).to(device)
+    head = list(net.head.parameters())
+    groups = (head, [*encoder_parameters(layer2), *head],
+              [*encoder_parameters(layer1), *encoder_parameters(layer2), *head])
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for phase, params, epochs in zip(PHASES, groups, cfg["deep_epochs"]):
+        log.debug("deep fine-tuning, %s: %d epochs", phase, epochs)
+        train(net, params, data["x_train"], data["y_train"], epochs=epochs, generator=gen, **_fit_kwargs(cfg))
+    return {"test": accuracy(net, data["x_test"], data["y_test"]),
+            "val": accuracy(net, data["x_val"], data["y_val"]), "arch": net.arch()}
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Mean and sample std (over seeds) of test accuracy; std is null for one seed."""
+    test = [r["test"] for r in runs]
+    out = {"mean": statistics.fmean(test), "std": statistics.stdev(test) if len(test) > 1 else None,
+           "val_mean": statistics.fmean(r["val"] for r in runs), "arch": runs[0]["arch"]}
+    return out
+
+
+def _guarded(fn, what: str) -> dict | None:
+    try:
+        return fn()
+    except Diverged as exc:
+        log.warning("%s: %s", what, exc)
+        return {"diverged": str(exc)}
+
+
+def finetune(hparams: dict, state_dict: dict, data: dict, *, n_classes: int, cfg: dict,
+             deep_hidden: int | None) -> dict:
+    """Shallow, deep and no-pretraining test accuracy (mean, std over cfg['seeds']).
+
+    hparams/state_dict: the trained model (stages/train.py's hparams.json and model.pt);
+    data: tensors x_/y_ train/val/test on one device, inputs in the model's input view.
+    """
+    from sae.evaluate import rebuild
+    device = data["x_train"].device
+    model_id = hparams["model"]
+    runs = {"shallow": [], "deep": [], "none": []}
+    notes = {}
+    for seed in cfg["seeds"]:
+        torch.manual_seed(seed)
+        pretrained = rebuild(hparams, state_dict).to(device)
+        runs["shallow"].append(_guarded(lambda: run_shallow(pretrained, data, n_classes, cfg, seed),
+                                        f"{model_id} shallow seed {seed}"))
+        if model_id == "raw":
+            notes["none"] = "raw pixels have no pretraining: the none row is the shallow one"
+            notes["deep"] = "raw pixels have no encoder to stack a second autoencoder on"
+        else:
+            torch.manual_seed(seed)
+            fresh = rebuild(hparams).to(device)  # the model's own random initialisation
+            runs["none"].append(_guarded(lambda: run_shallow(fresh, data, n_classes, cfg, seed),
+                                         f"{model_id} none seed {seed}"))
+            layer1 = rebuild(hparams, state_dict).to(device)
+            runs["deep"].append(_guarded(
+                lambda: run_deep(layer1, hparams, data, n_classes, cfg, deep_hidden, seed),
+                f"{model_id} deep seed {seed}"))
+        log.info("%s seed %d: %s", model_id, seed,
+                 ", ".join(f"{k} {v[-1]['test']:.4f}" for k, v in runs.items() if v and "test" in v[-1]))
+    if model_id == "raw":
+        runs["none"] = runs["shallow"]
+    out = {"n_seeds": len(cfg["seeds"])}
+    for kind, rs in runs.items():
+        failed = [r for r in rs if "diverged" in r]
+        if not rs:
+            out[kind] = {"mean": None, "std": None, "skipped": notes[kind]}
+        elif failed:
+            out[kind] = {"mean": None, "std": None, "diverged": failed[0]["diverged"]}
+        else:
+            out[kind] = _summary(rs)
+            if kind in notes:
+                out[kind]["note"] = notes[kind]
+    if len(cfg["seeds"]) == 1:
+        out["std_note"] = "one seed: no std (null)"
+    return out
