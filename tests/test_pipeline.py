@@ -41,6 +41,9 @@ def tiny_params() -> dict:
     params["models"] = ["raw", "ae", "ksparse"]
     params["train"]["optdigits"].update(hidden=32, epochs=2)
     params["model"]["ksparse"]["datasets"]["optdigits"].update(k=5, k_start=10)
+    params["sweep"].update(datasets=["optdigits"], models=["cae"],
+                           grid={"coefficients": [0, 0.25], "activations": ["relu"], "unit_norm": [True]})
+    params["sweep"]["optdigits"] = {"hidden": 8, "epochs": 1, "workers": 1}
     return params
 
 
