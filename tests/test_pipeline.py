@@ -94,6 +94,24 @@ def test_changing_k_reruns_only_ksparse_stages(repo):
     assert all("ksparse" in s or s.startswith("report") for s in ran), ran
 
 
+def test_finetune_seeds_rerun_only_finetune_stages(repo):
+    dest, _ = repo
+    out = _dvc("exp", "run", "-S", "finetune.seeds=[0,1]", cwd=dest)
+    ran = _ran(out.stdout)
+    assert any(s.startswith("finetune@") for s in ran), out.stdout
+    assert all(s.startswith(("finetune@", "report")) for s in ran), ran
+
+
+def test_classifier_knob_retrains_no_autoencoder_and_metrics_diff_lists_changes(repo):
+    dest, _ = repo
+    out = _dvc("exp", "run", "-S", "classify.epochs=5", cwd=dest)
+    ran = _ran(out.stdout)
+    assert any(s.startswith("evaluate@") for s in ran), out.stdout
+    assert not any(s.startswith(("train@", "sweep@")) for s in ran), ran
+    diff = _dvc("metrics", "diff", cwd=dest).stdout  # workspace (this experiment) against HEAD
+    assert "metrics/optdigits/ae.json" in diff and "test_error" in diff, diff
+
+
 def test_unknown_dataset_fails_with_one_line_naming_it(repo):
     dest, _ = repo
     out = _dvc("exp", "run", "-S", "datasets=[optdigits,nosuchset]", cwd=dest, check=False)
