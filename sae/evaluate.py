@@ -29,7 +29,7 @@ def check_config(cfg) -> dict:
     """Validate the `evaluate` group of params.yaml; return it with typed values."""
     if not isinstance(cfg, dict):
         raise ParamError("evaluate: missing from params.yaml or not a mapping")
-    schema = ("alphas", "hist_bins", "batch")
+    schema = ("alphas", "hist_bins", "batch", "threads")
     for key in cfg:
         if key not in schema:
             raise ParamError(f"evaluate.{key}: unknown key; allowed: {', '.join(schema)}")
@@ -41,11 +41,11 @@ def check_config(cfg) -> dict:
             isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a >= 1
             for a in alphas):
         raise ParamError(f"evaluate.alphas={alphas!r}: expected a non-empty list of numbers >= 1 (002 sec. 2.2)")
-    for key in ("hist_bins", "batch"):
+    for key, low in (("hist_bins", 1), ("batch", 1), ("threads", 0)):
         v = cfg[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ParamError(f"evaluate.{key}={v!r}: expected an integer >= 1")
-    return {"alphas": [float(a) for a in alphas], "hist_bins": cfg["hist_bins"], "batch": cfg["batch"]}
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ParamError(f"evaluate.{key}={v!r}: expected an integer >= {low}")
+    return {**cfg, "alphas": [float(a) for a in alphas]}
 
 
 @torch.no_grad()

@@ -24,6 +24,8 @@ def main(params, args):
 
     start = time.perf_counter()
     device = resolve_device(params["device"])
+    if device.type == "cpu" and eval_cfg["threads"]:
+        torch.set_num_threads(eval_cfg["threads"])  # small ops: extra threads mostly wait on a busy machine
     hparams = json.loads((model_dir / "hparams.json").read_text())
     model = evaluate.rebuild(hparams, torch.load(model_dir / "model.pt", map_location=device,
                                                  weights_only=True)).to(device)

@@ -33,6 +33,8 @@ def main(params, args):
     from sae.train import resolve_device
     start = time.perf_counter()
     device = resolve_device(params["device"])
+    if device.type == "cpu" and cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])  # small ops: extra threads mostly wait on a busy machine
     hparams = json.loads((model_dir / "hparams.json").read_text())
     state = torch.load(model_dir / "model.pt", map_location=device, weights_only=True)
     data = prepared.read(Path("data/prepared") / dataset, hparams["input"])

@@ -146,11 +146,12 @@ def test_nonfinite_values_become_null_with_a_reason():
 
 
 @pytest.mark.parametrize("cfg,match", [
-    ({"alphas": [0.5], "hist_bins": 10, "batch": 10}, "evaluate.alphas"),
-    ({"alphas": [], "hist_bins": 10, "batch": 10}, "evaluate.alphas"),
-    ({"alphas": [1], "hist_bins": 0, "batch": 10}, "evaluate.hist_bins"),
-    ({"alphas": [1], "hist_bins": 10}, "evaluate.batch: missing"),
-    ({"alphas": [1], "hist_bins": 10, "batch": 10, "x": 1}, "evaluate.x"),
+    ({"alphas": [0.5], "hist_bins": 10, "batch": 10, "threads": 1}, "evaluate.alphas"),
+    ({"alphas": [], "hist_bins": 10, "batch": 10, "threads": 1}, "evaluate.alphas"),
+    ({"alphas": [1], "hist_bins": 0, "batch": 10, "threads": 1}, "evaluate.hist_bins"),
+    ({"alphas": [1], "hist_bins": 10, "batch": 10, "threads": -1}, "evaluate.threads"),
+    ({"alphas": [1], "hist_bins": 10, "threads": 1}, "evaluate.batch: missing"),
+    ({"alphas": [1], "hist_bins": 10, "batch": 10, "threads": 1, "x": 1}, "evaluate.x"),
 ])
 def test_bad_config_names_the_key(cfg, match):
     with pytest.raises(ParamError, match=match):

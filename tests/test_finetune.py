@@ -126,16 +126,19 @@ def test_second_layer_keeps_the_ksparse_fraction():
 
 def test_divergence_is_reported_not_nan(optdigits):
     hp, state = _pretrained(optdigits, "ksparse", epochs=1)
-    cfg = dict(FAST, lr=1e6, final_lr=1e6, deep_epochs=[0, 0, 1], epochs=1)
+    cfg = dict(FAST, lr=[1e6], final_lr=1e6, deep_epochs=[0, 0, 1], epochs=1)
     r = finetune.finetune(hp, state, _data(optdigits), n_classes=10, cfg=cfg, deep_hidden=25)
     assert r["shallow"]["mean"] is None and "loss became" in r["shallow"]["diverged"]
+    ok = finetune.finetune(hp, state, _data(optdigits), n_classes=10, cfg=dict(cfg, lr=[1e6, 0.1]),
+                           deep_hidden=25)
+    assert ok["shallow"]["lr"] == 0.1 and ok["shallow"]["mean"] > 0.2  # the diverged rate loses (chance 0.1)
     json.dumps(r, allow_nan=False)
 
 
 @pytest.mark.parametrize("key,value", [
     ("seeds", []), ("seeds", [0, 0]), ("seeds", [-1]), ("epochs", 0), ("deep_epochs", [1, 1]),
-    ("deep_epochs", [1, 1, 0]), ("lr", 0), ("momentum", 1), ("weight_decay", -1),
-    ("deep_hidden", {"mnist5k": 0}), ("nope", 1),
+    ("deep_epochs", [1, 1, 0]), ("lr", 0), ("lr", []), ("lr", [0.1, -1]), ("optimizer", "rmsprop"), ("momentum", 1), ("weight_decay", -1),
+    ("deep_hidden", {"mnist5k": 0}), ("threads", -1), ("nope", 1),
 ])
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(ParamError, match=f"finetune.{key}"):

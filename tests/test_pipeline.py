@@ -44,6 +44,7 @@ def tiny_params() -> dict:
     params["sweep"].update(datasets=["optdigits"], models=["cae"],
                            grid={"coefficients": [0, 0.25], "activations": ["relu"], "unit_norm": [True]})
     params["sweep"]["optdigits"] = {"hidden": 8, "epochs": 1, "workers": 1}
+    params["ksweep"].update(datasets=["optdigits"], k=[3])
     return params
 
 
@@ -76,6 +77,10 @@ def test_repro_builds_every_stage_offline(repo):
         assert (dest / "models/optdigits" / model / "model.pt").is_file()
         assert (dest / "models/optdigits" / model / "hparams.json").is_file()
     assert (dest / "models/optdigits/ae/live/plots/metrics/loss.tsv").is_file()
+    report = (dest / "reports/report.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert images and all((dest / "reports" / img).is_file() for img in images), images
+    assert not re.search(r"\bnan\b", report, re.IGNORECASE)
 
 
 def test_nothing_to_do_afterwards(repo):
@@ -91,7 +96,7 @@ def test_changing_k_reruns_only_ksparse_stages(repo):
     out = _dvc("exp", "run", "-S", "model.ksparse.k=4", cwd=dest)
     ran = _ran(out.stdout)
     assert "train@optdigits-ksparse" in ran, out.stdout
-    assert all("ksparse" in s or s.startswith("report") for s in ran), ran
+    assert all("ksparse" in s or s.startswith(("report", "ksweep@")) for s in ran), ran
 
 
 def test_finetune_seeds_rerun_only_finetune_stages(repo):

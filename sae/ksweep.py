@@ -1,0 +1,88 @@
+"""The k sweep of paper 002 (sec. 4.3, Figs. 1-3, Table 1 rows k = 10, 25, 40, 70):
+the `ksparse` model of a dataset retrained with only k changed.
+
+The config is the resolved `ksparse` config (sae.params.model_config: optim < train.<D> <
+model.ksparse < model.ksparse.datasets.<D>) with k replaced; k_start is raised to k when k is
+above it (the schedule of 002 sec. 4.2.1 only ever lowers k). Training goes through the one
+loop (sae.train.train_model) and the features through sae.evaluate, so a sweep point at the
+model's own k gives exactly the `ksparse` model and its metrics.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from sae.errors import ParamError
+
+KEYS = ("datasets", "k")
+
+
+def check_config(params: dict) -> dict:
+    """Validate the `ksweep` group: {datasets: [ids of `datasets`], k: [distinct integers >= 1]}."""
+    cfg = params.get("ksweep")
+    if not isinstance(cfg, dict):
+        raise ParamError("ksweep: missing from params.yaml or not a mapping (keys: datasets, k)")
+    for key in cfg:
+        if key not in KEYS:
+            raise ParamError(f"ksweep.{key}: unknown key; allowed: {', '.join(KEYS)}")
+    datasets = cfg.get("datasets")
+    if not isinstance(datasets, list):
+        raise ParamError(f"ksweep.datasets={datasets!r}: expected a list of dataset ids")
+    for d in datasets:
+        if d not in params.get("datasets", []):
+            raise ParamError(f"ksweep.datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
+    ks = cfg.get("k")
+    if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                                     for k in ks):
+        raise ParamError(f"ksweep.k={ks!r}: expected a non-empty list of integers >= 1")
+    if len(set(ks)) != len(ks):
+        raise ParamError(f"ksweep.k={ks!r}: repeated value")
+    return {"datasets": list(datasets), "k": list(ks)}
+
+
+def sweep_model_config(params: dict, dataset: str, k: int) -> dict:
+    """The resolved ksparse config of `dataset` with k replaced (k_start raised to k if below)."""
+    from sae.params import model_config
+    cfg = dict(model_config(params, dataset, "ksparse"))
+    hidden = cfg["hidden"]
+    if k > hidden:
+        raise ParamError(f"ksweep.k: {k} exceeds train.{dataset}.hidden={hidden}")
+    from sae.models.registry import REGISTRY
+    k_start = cfg.get("k_start", REGISTRY["ksparse"].defaults["k_start"])
+    cfg["k"] = k
+    cfg["k_start"] = max(k_start, k)
+    return cfg
+
+
+def write_outputs(out_dir: Path, hparams: dict, state_dict, result: dict, hist: dict) -> None:
+    """model.pt, hparams.json, metrics.json and hist.csv: the formats of the train and evaluate
+    stages (models/<D>/<M>/, metrics/<D>/<M>.json, metrics/<D>/<M>_hist.csv)."""
+    import torch
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, out_dir / "model.pt")
+    (out_dir / "hparams.json").write_text(json.dumps(hparams, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    with open(out_dir / "hist.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["bin_left", "bin_right", "bin_center", "count"])
+        for lo, hi, c in zip(hist["left"], hist["right"], hist["count"]):
+            writer.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])
+
+
+def table_rows(sweep_dir: Path, dataset: str, ks) -> list[dict]:
+    """One row per k with metrics written (for the k-sweep table / DVC plot)."""
+    rows = []
+    for k in sorted(ks):
+        path = Path(sweep_dir) / dataset / f"k{k}" / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        lr = m.get("logreg") or {}
+        rows.append({"dataset": dataset, "k": k,
+                     "logreg_test_error": None if lr.get("test_error") is None else 100.0 * lr["test_error"],
+                     "alpha": lr.get("alpha"), "recon_error": (m.get("recon_error") or {}).get("mean"),
+                     "hoyer": (m.get("hoyer") or {}).get("mean"), "gini": (m.get("gini") or {}).get("mean"),
+                     "activation_fraction": m.get("activation_fraction"), "dead_fraction": m.get("dead_fraction")})
+    return rows
