@@ -87,3 +87,14 @@ def mnist5k_dir(tmp_path_factory):
     splits = sources.load("mnist5k", root / "raw", cfg)
     prepared.write(splits, root / "prepared", dataset="mnist5k", std_eps=cfg["std_eps"])
     return root / "prepared"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread while a module's tests run (restored after): on a shared 2-core machine,
+    torch's 2 OpenMP threads stall behind other processes (5-10x slower); no assertion depends on it."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,14 +21,7 @@ CLASSIFY = classify.check_config(PARAMS["classify"])
 FIT = {k: CLASSIFY[k] for k in ("epochs", "batch", "lr", "optimizer", "momentum")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread while these tests run (restored after): on a shared 2-core machine,
-    torch's 2 OpenMP threads stall behind other processes (5-10x slower); no assertion depends on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def prepared_dir(tmp_path_factory, dataset: str) -> Path:

@@ -25,14 +25,7 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 FAST = dict(finetune.check_config(PARAMS["finetune"]), epochs=3, deep_epochs=[1, 1, 2])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread while these tests run (restored after): on a shared 2-core machine,
-    torch's 2 OpenMP threads stall behind other processes (5-10x slower); no assertion depends on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pretrained(d: dict, model_id: str, epochs: int = 3) -> tuple[dict, dict]:
