@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ParamError
-from .core import Autoencoder, reconstruction_error
+from .core import Autoencoder
 
 
 def topk_mask(z, k):
@@ -21,31 +21,49 @@ def sparsity_level(epoch, n_epochs, k, k_start):
     return int(round(k_start + (k - k_start) * epoch / half))
 
 
-class TopKCodes(torch.autograd.Function):
-    """(values, indices) (B,k) of the k largest of z = x @ W.T + b, whose backward touches only
-    those k units: O(B k D) instead of the dense O(B M D) (002 sec. 2.2, step 3: backpropagate
-    through the k largest activations only)."""
+_per_sample_weight_grad = torch.ops.aten._embedding_bag_per_sample_weights_backward  # rows . W[j], no (B,k,D) gather
+
+
+class KSparseReconstruction(torch.autograd.Function):
+    """Reconstruction error (000 eq. 2, first term) of the tied linear k-sparse AE, with a
+    forward and backward that touch only the k kept units (002 sec. 2.2, steps 1-3):
+
+        z = x W^T + b;  keep the k largest z_j;  x_hat = sum_kept z_j W_j + c;
+        loss = mean_b ||x_hat - x||^2
+
+    Past the dense encoder product everything is O(B k D): decode by embedding_bag, and
+    dL/dW = sum over kept (b, j) of (g_bj x_b + z_bj dX_b) in row j, one embedding_bag over
+    bags grouped by unit. Equals the masked dense formulation (tests/test_models.py).
+    x (B,D), W (M,D), b (M,), c (D,) -> scalar.
+    """
 
     @staticmethod
-    def forward(ctx, x, W, b, k):
-        vals, idx = torch.addmm(b, x, W.t()).topk(k, dim=1)
-        ctx.save_for_backward(x, W, idx)
-        return vals, idx
+    def forward(ctx, x, W, b, c, k):
+        vals, idx = torch.addmm(b, x, W.t()).topk(k, dim=1, sorted=False)  # 002 sec. 2.2: supp_k(W^T x + b)
+        residual = F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum").add_(c).sub_(x)
+        ctx.save_for_backward(x, W, idx, vals, residual)
+        return residual.pow(2).sum() / x.shape[0]
 
     @staticmethod
-    def backward(ctx, g_vals, _g_idx):
-        x, W, idx = ctx.saved_tensors
+    def backward(ctx, grad_loss):
+        x, W, idx, vals, residual = ctx.saved_tensors
         (B, k), M = idx.shape, W.shape[0]
-        rows, g = idx.reshape(-1), g_vals.reshape(-1)
-        grad_b = g.new_zeros(M).index_add_(0, rows, g)
-        # dL/dW = G^T x with G (B,M) non-zero only at the kept units: a sparse (M,B) @ dense (B,D)
-        cols = torch.arange(B, device=x.device).repeat_interleave(k)
-        G_t = torch.sparse_coo_tensor(torch.stack([rows, cols]), g, (M, B), check_invariants=False)  # valid by construction
-        grad_W = torch.sparse.mm(G_t, x)
+        dx_hat = residual * (2.0 * grad_loss / B)  # (B,D)
+        unit = idx.reshape(-1)  # (B*k,) kept unit of each (sample, slot)
+        sample = torch.arange(B, device=x.device).repeat_interleave(k)
+        g = _per_sample_weight_grad(dx_hat, W, unit, torch.arange(0, B * k, k, device=x.device), sample, 0, -1)
+        grad_b = g.new_zeros(M).index_add_(0, unit, g)
+        # Group the B*k pairs by unit; bag j sums g_bj x_b + z_bj dX_b over its pairs.
+        by_unit, order = unit.sort()
+        starts = torch._convert_indices_from_coo_to_csr(by_unit, M, out_int32=True)[:-1].mul_(2)
+        rows = sample[order]
+        rows = torch.stack([rows, rows + B], 1).reshape(-1).int()  # x_b then dX_b, read from cat([x, dX])
+        weights = torch.stack([g[order], vals.reshape(-1)[order]], 1).reshape(-1)
+        grad_W = F.embedding_bag(rows, torch.cat([x, dx_hat]), offsets=starts, per_sample_weights=weights, mode="sum")
         grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.embedding_bag(idx, W, per_sample_weights=g_vals, mode="sum")
-        return grad_x, grad_W, grad_b, None
+        if ctx.needs_input_grad[0]:  # through the encoder's kept units, and the -x of the residual
+            grad_x = F.embedding_bag(idx, W, per_sample_weights=g.view(B, k), mode="sum").sub_(dx_hat)
+        return grad_x, grad_W, grad_b, dx_hat.sum(0), None
 
 
 class KSparse(Autoencoder):
@@ -80,14 +98,11 @@ class KSparse(Autoencoder):
         return h * topk_mask(h, min(int(round(self.alpha * self.k)), self.hidden))
 
     def objective(self, x, generator=None):
-        """The paper's model (tied, linear) decodes from the k kept units only:
-        x_hat = sum_j z_j W_j + b' over the k largest j, by embedding_bag; same result as the
-        dense masked product of Autoencoder.objective, at O(B k D) past the encoder."""
+        """The paper's model (tied, linear) runs the sparse forward/backward of
+        KSparseReconstruction; same result as the dense masked product of Autoencoder.objective."""
         if not (self.tied and self.activation == "linear" and self.decoder == "linear"):
             return super().objective(x, generator)
-        vals, idx = TopKCodes.apply(x, self.W, self.b, self.k_now)
-        x_hat = F.embedding_bag(idx, self.W, per_sample_weights=vals, mode="sum") + self.c
-        recon = reconstruction_error(x, x_hat)
+        recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, self.k_now)
         return recon, recon
 
     def on_epoch_start(self, epoch, n_epochs):
