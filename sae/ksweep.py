@@ -71,18 +71,38 @@ def write_outputs(out_dir: Path, hparams: dict, state_dict, result: dict, hist: 
             writer.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])
 
 
-def table_rows(sweep_dir: Path, dataset: str, ks) -> list[dict]:
-    """One row per k with metrics written (for the k-sweep table / DVC plot)."""
+TABLE_COLUMNS = ("dataset", "model", "k", "logreg_test_error", "alpha", "recon_error", "hoyer", "gini",
+                 "activation_fraction", "dead_fraction")
+
+
+def metrics_row(metrics_path: Path, hparams_path: Path) -> dict | None:
+    """k and the headline numbers of one ksparse model (evaluate's metrics JSON + its
+    hparams.json); None when either file is missing or unreadable (its stage has not run)."""
+    try:
+        m = json.loads(Path(metrics_path).read_text())
+        k = json.loads(Path(hparams_path).read_text())["k"]
+    except (OSError, ValueError, KeyError):
+        return None
+    lr = m.get("logreg") or {}
+    return {"k": k, "logreg_test_error": None if lr.get("test_error") is None else 100.0 * lr["test_error"],
+            "alpha": lr.get("alpha"), "recon_error": (m.get("recon_error") or {}).get("mean"),
+            "hoyer": (m.get("hoyer") or {}).get("mean"), "gini": (m.get("gini") or {}).get("mean"),
+            "activation_fraction": m.get("activation_fraction"), "dead_fraction": m.get("dead_fraction")}
+
+
+def table_rows(dataset: str, ks, ksweep_dir: Path, metrics_dir: Path | None = None,
+               models_dir: Path | None = None) -> list[dict]:
+    """Rows of TABLE_COLUMNS by k: one per sweep point whose stage has run (model `ksparse@k=K`)
+    and, given metrics_dir and models_dir, the `ksparse` model itself at its own k when no
+    sweep point has that k (the point at model.ksparse.k)."""
     rows = []
-    for k in sorted(ks):
-        path = Path(sweep_dir) / dataset / f"k{k}" / "metrics.json"
-        if not path.is_file():
-            continue
-        m = json.loads(path.read_text())
-        lr = m.get("logreg") or {}
-        rows.append({"dataset": dataset, "k": k,
-                     "logreg_test_error": None if lr.get("test_error") is None else 100.0 * lr["test_error"],
-                     "alpha": lr.get("alpha"), "recon_error": (m.get("recon_error") or {}).get("mean"),
-                     "hoyer": (m.get("hoyer") or {}).get("mean"), "gini": (m.get("gini") or {}).get("mean"),
-                     "activation_fraction": m.get("activation_fraction"), "dead_fraction": m.get("dead_fraction")})
-    return rows
+    for k in ks:
+        out = Path(ksweep_dir) / dataset / f"k{k}"
+        row = metrics_row(out / "metrics.json", out / "hparams.json")
+        if row is not None:
+            rows.append({"dataset": dataset, "model": f"ksparse@k={k}", **row})
+    if metrics_dir is not None and models_dir is not None:
+        own = metrics_row(Path(metrics_dir) / dataset / "ksparse.json", Path(models_dir) / dataset / "ksparse" / "hparams.json")
+        if own is not None and own["k"] not in {r["k"] for r in rows}:
+            rows.append({"dataset": dataset, "model": "ksparse", **own})
+    return sorted(rows, key=lambda r: r["k"])

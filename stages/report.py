@@ -12,6 +12,8 @@ REPORTS = Path("reports")
 
 def main(params, args):
     from sae.report import report as R
+    import pandas as pd
+
     from sae import ksweep
 
     ks = params.get("ksweep") or {"datasets": [], "k": []}
@@ -37,15 +39,11 @@ def main(params, args):
     table_dir.mkdir(parents=True, exist_ok=True)
     for old in table_dir.glob("*.csv"):
         old.unlink()
-    cols = ["dataset", "k", "logreg_test_error", "alpha", "recon_error", "hoyer", "gini", "activation_fraction",
-            "dead_fraction"]
     for d in ks.get("datasets") or []:
-        rows = ksweep.table_rows(Path("ksweep"), d, ks.get("k") or [])
-        with open(table_dir / f"ksweep_{d}.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in r.items()})
+        own = ("metrics", "models") if "ksparse" in params["models"] else (None, None)
+        rows = ksweep.table_rows(d, ks.get("k") or [], Path("ksweep"), *own)
+        pd.DataFrame(rows, columns=list(ksweep.TABLE_COLUMNS)).to_csv(table_dir / f"ksweep_{d}.csv", index=False,
+                                                                     float_format="%.6g")
 
     log = logging.getLogger("report")
     for paper in sorted(counts):

@@ -281,3 +281,27 @@ def test_ksweep_config():
                        ({"datasets": [], "k": []}, "non-empty"), ({"datasets": [], "k": [10], "x": 1}, "unknown key")):
         with pytest.raises(ParamError, match=match):
             ksweep.check_config({**params, "ksweep": bad})
+
+
+def test_ksweep_table_adds_the_ksparse_model_at_its_own_k(tmp_path):
+    """reports/ksweep rows: one per sweep point that ran, plus `ksparse` itself unless a point has its k."""
+    from sae import ksweep
+
+    def fake(metrics_path, hparams_path, k, err):
+        for p in (metrics_path, hparams_path):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text(json.dumps({"logreg": {"test_error": err, "alpha": 2}, "recon_error": {"mean": 1.0},
+                                            "hoyer": {"mean": 0.5}, "gini": {"mean": 0.7}}))
+        hparams_path.write_text(json.dumps({"k": k}))
+
+    for k, err in ((40, 0.03), (10, 0.05)):
+        fake(tmp_path / f"ksweep/d/k{k}/metrics.json", tmp_path / f"ksweep/d/k{k}/hparams.json", k, err)
+    fake(tmp_path / "metrics/d/ksparse.json", tmp_path / "models/d/ksparse/hparams.json", 25, 0.04)
+    rows = ksweep.table_rows("d", [10, 40, 70], tmp_path / "ksweep", tmp_path / "metrics", tmp_path / "models")
+    assert [(r["model"], r["k"]) for r in rows] == [("ksparse@k=10", 10), ("ksparse", 25), ("ksparse@k=40", 40)]
+    assert [r["logreg_test_error"] for r in rows] == pytest.approx([5.0, 4.0, 3.0])  # percent
+    assert [r["model"] for r in ksweep.table_rows("d", [10, 25, 40], tmp_path / "ksweep")] == \
+        ["ksparse@k=10", "ksparse@k=40"]  # k=25 never ran; without metrics_dir no own row
+    fake(tmp_path / "ksweep/d/k25/metrics.json", tmp_path / "ksweep/d/k25/hparams.json", 25, 0.04)
+    rows = ksweep.table_rows("d", [10, 25, 40], tmp_path / "ksweep", tmp_path / "metrics", tmp_path / "models")
+    assert [r["model"] for r in rows] == ["ksparse@k=10", "ksparse@k=25", "ksparse@k=40"]  # no duplicate at k=25
