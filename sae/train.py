@@ -134,6 +134,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
             model.after_step()
             loss_sum += loss.detach() * xb.shape[0]
             recon_sum += recon.detach() * xb.shape[0]
+        model.on_epoch_end(epoch, epochs)
         row = {"epoch": epoch, "lr": rate, "loss": loss_sum / n, "recon": recon_sum / n,
                **probe(model, x_val)}
         row = {k: float(v) for k, v in row.items()} | {k: float(v) for k, v in scheduled.items()}

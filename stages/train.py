@@ -43,6 +43,8 @@ def main(params, args):
                                  fingerprint=fingerprint, on_epoch=log_epoch, name=f"{dataset}/{model_id}")
     live.end()
     torch.save(model.state_dict(), out / "model.pt")
+    # weights at the end of each schedule stage (l1prox: 000 Fig. 1c); empty for other models
+    torch.save(getattr(model, "snapshots", []), out / "stages.pt")
     (out / "hparams.json").write_text(json.dumps(hparams, indent=2) + "\n")
     if history:
         logging.getLogger("train").info("%s/%s: final loss %.4g, val recon %.4g", dataset, model_id,

@@ -7,7 +7,7 @@ import torch
 from sae import metrics
 from sae.data import prepared
 from sae.errors import ParamError, TrainingError
-from sae.models import build
+from sae.models import MODEL_IDS, build
 from sae.params import load, model_config
 from sae.train import build_model, fit, fit_config, learning_rate, resolve_device
 
@@ -106,7 +106,7 @@ def test_device_auto_is_cpu_without_cuda_and_cuda_is_refused():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("model_id", [m for m in PARAMS["models"] if m != "raw"])
+@pytest.mark.parametrize("model_id", [m for m in MODEL_IDS if m != "raw"])
 def test_every_model_lowers_reconstruction_error_on_mnist5k(mnist5k_dir, model_id):
     cfg = model_config(PARAMS, "mnist5k", model_id) | {"epochs": 3}
     x, xv = _data(mnist5k_dir, cfg["input"])
@@ -168,3 +168,15 @@ def test_weight_decay_in_the_optimiser_equals_the_penalty_in_the_loss(tied):
         opt_b.step()
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_l1prox_keeps_the_weights_at_the_end_of_each_alpha_stage():
+    """000 Fig. 1c: one snapshot per alpha stage, at its last epoch, the last one = the trained W."""
+    torch.manual_seed(0)
+    x = torch.rand(40, 12)
+    model = build("l1prox", 12, 6, alpha0=1.0, f=0.5, T=3, beta=0.5)
+    fit(model, x, x[:10], epochs=6, batch=10, lr=0.1, progress=False)
+    assert [s["epoch"] for s in model.snapshots] == [1, 3, 5]
+    assert [s["alpha"] for s in model.snapshots] == [1.0, 0.5, 0.25]
+    assert torch.equal(model.snapshots[-1]["W"], model.W.detach())
+    assert not torch.equal(model.snapshots[0]["W"], model.snapshots[-1]["W"])

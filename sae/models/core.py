@@ -131,6 +131,9 @@ class Autoencoder(torch.nn.Module):
         """Schedule hook (0-based epoch); returns the scheduled values for logging."""
         return {}
 
+    def on_epoch_end(self, epoch, n_epochs):
+        """Hook after each trained epoch (0-based; not called for epochs replayed from a checkpoint)."""
+
     @torch.no_grad()
     def after_step(self):
         """Constraints after each optimiser step."""

@@ -33,6 +33,7 @@ class L1Prox(Autoencoder):
         super().__init__(in_dim, hidden, **core)
         self.alpha0, self.f, self.T, self.beta = alpha0, f, T, beta
         self.alpha = alpha0 * f ** (T - 1)
+        self.snapshots = []  # filled during training by on_epoch_end
 
     def penalty(self, x, h):
         y = soft_threshold(h.detach(), self.alpha * self.beta / h.shape[0])  # 000 eq. (8), N = batch
@@ -41,3 +42,10 @@ class L1Prox(Autoencoder):
     def on_epoch_start(self, epoch, n_epochs):
         self.alpha = penalty_alpha(epoch, n_epochs, self.alpha0, self.f, self.T)
         return {"alpha": self.alpha}
+
+    def on_epoch_end(self, epoch, n_epochs):
+        """Keep the encoder weights W (M,D) at the end of each alpha stage (000 Fig. 1c) in
+        self.snapshots: [{"epoch", "alpha", "W"}]."""
+        last = epoch + 1 == n_epochs
+        if last or penalty_alpha(epoch + 1, n_epochs, self.alpha0, self.f, self.T) != self.alpha:
+            self.snapshots.append({"epoch": epoch, "alpha": self.alpha, "W": self.W.detach().cpu().clone()})
