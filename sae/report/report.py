@@ -520,8 +520,10 @@ class _Builder:
         for paper_ds, d in self.run_datasets("002"):
             if paper_ds != "mnist":
                 continue
-            refs = [m for m in ("raw", "ae", "dropout", "dae", "ksparse") if m in self.r.models]
-            refs += [f"ksparse@k={k}" for k in self.ks_for(d) if k != (self.r.hparams(d, "ksparse") or {}).get("k")]
+            refs = [m for m in ("raw", "ae", "dropout", "dae") if m in self.r.models]
+            own_k = (self.r.hparams(d, "ksparse") or {}).get("k") if "ksparse" in self.r.models else None
+            ks = sorted({k for k in self.ks_for(d) if k != own_k} | ({own_k} if own_k is not None else set()))
+            refs += ["ksparse" if k == own_k else f"ksparse@k={k}" for k in ks]  # legend in order of k
             series = [(self.model_label(d, ref) if ref.startswith("ksparse") else ref, self.r.hist_path(d, ref))
                       for ref in refs if self.r.hist_path(d, ref).is_file()]
             if not series:
