@@ -8,9 +8,6 @@ float32 unless a docstring says otherwise; statistics are computed in float64.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 
 from sae.errors import DataError, ParamError
 
@@ -77,6 +74,9 @@ def crop_resize_norb(x: np.ndarray, crop: int = 64, size: int = 32) -> np.ndarra
     divides by 255. Returns (N, 2*size*size) float32 in [0, 1], flattened
     channel-first (channel, row, column). Processed in chunks of 1024 samples.
     """
+    import torch  # imported here: every later stage reads prepared data through this module
+    import torch.nn.functional as F
+
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1] != 2:
         raise DataError(f"crop_resize_norb expects (N, 2, H, W), got shape {x.shape}")
@@ -207,6 +207,8 @@ def stratified_split(
     first from all rows, then the validation set (n_val rows) from the rest;
     train is what remains. Each returned array is sorted, int64.
     """
+    from sklearn.model_selection import train_test_split  # 1.3 s of imports: only prepare@D splits
+
     y = np.asarray(y)
     n = y.shape[0]
     if n_val < 0 or n_test < 0 or n_val + n_test >= n:
