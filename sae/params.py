@@ -98,6 +98,11 @@ def validate(params: dict) -> dict:
         for d in params["datasets"]:
             for m in params["models"]:
                 model_config(params, d, m)
+    for group in ("sweep", "ksweep"):  # checked here so the first stage fails, not the sweep hours later
+        listed = (params.get(group) or {}).get("datasets") if isinstance(params.get(group), dict) else None
+        for d in listed if isinstance(listed, list) else []:
+            if d not in params["datasets"]:
+                raise ParamError(f"{group}.datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
     return params
 
 

@@ -144,3 +144,14 @@ def test_stage_stops_on_unknown_dataset_with_one_line(tmp_path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and re.match(r"error: .*nosuchset", lines[0]), proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("group", ["sweep", "ksweep"])
+def test_sweep_datasets_must_be_prepared(group):
+    """Listing paper datasets in `datasets` without moving the sweeps along fails at once, by name."""
+    other = {"sweep": "ksweep", "ksweep": "sweep"}[group]
+    with pytest.raises(ParamError, match=rf"{group}\.datasets: 'patches' is not in datasets"):
+        P.validate(_edited(lambda p: (p.update(datasets=["mnist5k", "optdigits"]),
+                                      p[other].update(datasets=["mnist5k"]))))
+    P.validate(_edited(lambda p: (p.update(datasets=["mnist", "norb"]), p["sweep"].update(datasets=["mnist"]),
+                                  p["ksweep"].update(datasets=["mnist", "norb"]))))
