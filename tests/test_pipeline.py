@@ -96,11 +96,38 @@ def test_changing_k_reruns_only_ksparse_stages(repo):
     # optdigits takes k from its per-dataset override (tiny_params), which wins over model.ksparse.k
     out = _dvc("exp", "run", "-S", "model.ksparse.datasets.optdigits.k=4", cwd=dest)
     ran = _ran(out.stdout)
-    assert "report" in ran  # rebuilt (no report table shows optdigits' ksparse, so its text may stay)
+    assert "report" in ran
     published = "sae/report/published.csv"
     assert (dest / published).read_bytes() == (ROOT / published).read_bytes()
     assert "train@optdigits-ksparse" in ran, out.stdout
     assert all("ksparse" in s or s.startswith(("report", "ksweep@")) for s in ran), ran
+    table = (dest / "reports/ksweep/ksweep_optdigits.csv").read_text().splitlines()
+    assert any(line.startswith("optdigits,ksparse,4,") for line in table), table  # the model at its new k
+
+
+def _rows(markdown: str, first_cell: str) -> list[list[str]]:
+    """Cells of the markdown table rows whose first cell is `first_cell`."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def test_model_knob_changes_the_report_numbers(repo):
+    dest, _ = repo
+    before = (dest / "reports/report.md").read_text()
+    out = _dvc("exp", "run", "-S", "model.ae.weight_decay=0.003", cwd=dest)
+    ran = _ran(out.stdout)
+    assert sorted(ran) == ["evaluate@optdigits-ae", "finetune@optdigits-ae", "report", "train@optdigits-ae"], ran
+    after = (dest / "reports/report.md").read_text()
+    # 000 Table I reports the weight decay the model was trained with
+    decay = [r for r in _rows(after, "AE (ae)") if r[1].startswith("λ1")]
+    assert decay and decay[0][-1] == "0.003", decay
+    # 001 Fig. 2 table on optdigits: ae's measured numbers move, nothing else's
+    old, new = _rows(before, "RAE (ae)"), _rows(after, "RAE (ae)")
+    assert old and len(old) == len(new) and any(o[-1] != n[-1] for o, n in zip(old, new)), (old, new)
+    assert _rows(before, "SAE+L1 (l1)") == _rows(after, "SAE+L1 (l1)")
+    published = "sae/report/published.csv"
+    assert (dest / published).read_bytes() == (ROOT / published).read_bytes()
 
 
 def test_finetune_seeds_rerun_only_finetune_stages(repo):
