@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from sae.errors import ParamError
+from sae.train import make_optimizer
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -115,12 +116,9 @@ def fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2, *, epochs:
     lam = torch.tensor(grid, device=device, dtype=dtype)
     w = torch.zeros(d, g * c, device=device, dtype=dtype, requires_grad=True)
     b = torch.zeros(g * c, device=device, dtype=dtype, requires_grad=True)
-    if optimizer == "adam":
-        opt = torch.optim.Adam([w, b], lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD([w, b], lr=lr, momentum=momentum)
-    else:
+    if optimizer not in OPTIMIZERS:
         raise ParamError(f"classify.optimizer={optimizer!r}: allowed: {', '.join(OPTIMIZERS)}")
+    opt = make_optimizer([w, b], optimizer, lr, momentum)
     gen = torch.Generator(device=device).manual_seed(seed)
     steps_per_epoch = math.ceil(n / batch)
     total = epochs * steps_per_epoch

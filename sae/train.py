@@ -40,16 +40,18 @@ def learning_rate(epoch: int, epochs: int, lr: float, schedule: str, final_lr: f
     return lr + (final_lr - lr) * epoch / (epochs - 1)
 
 
-def make_optimizer(params, optimizer: str, lr: float, momentum: float) -> torch.optim.Optimizer:
+def make_optimizer(params, optimizer: str, lr: float, momentum: float):
     """SGD with momentum as in the papers (002 eq. 11); Adam as an option.
 
     params: parameters or groups (a model's param_groups() carries its weight decay). The
-    fused implementation updates every tensor in one pass (CPU and CUDA alike).
+    fused kernels update every tensor in one pass (CPU and CUDA alike); sae.optim says why
+    they are called without torch.optim.
     """
+    from sae.optim import FusedAdam, FusedSGD
     if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
+        return FusedSGD(params, lr=lr, momentum=momentum)
     if optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return FusedAdam(params, lr=lr)
     raise ParamError(f"optimizer={optimizer!r}: allowed: {', '.join(OPTIMIZERS)}")
 
 
