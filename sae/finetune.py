@@ -46,7 +46,7 @@ def check_config(cfg) -> dict:
     if not isinstance(cfg, dict):
         raise ParamError("finetune: missing from params.yaml or not a mapping")
     schema = ("seeds", "epochs", "deep_epochs", "batch", "optimizer", "lr", "final_lr", "momentum",
-              "weight_decay", "deep_hidden", "threads")
+              "weight_decay", "deep_hidden", "without_pretraining", "threads")
     for key in cfg:
         if key not in schema:
             raise ParamError(f"finetune.{key}: unknown key; allowed: {', '.join(schema)}")
@@ -78,6 +78,9 @@ def check_config(cfg) -> dict:
     dh = cfg["deep_hidden"]
     if not isinstance(dh, dict) or not all(_is_int(v) and v >= 1 for v in dh.values()):
         raise ParamError(f"finetune.deep_hidden={dh!r}: expected a mapping dataset -> integer >= 1")
+    wp = cfg["without_pretraining"]
+    if not isinstance(wp, list) or not all(isinstance(m, str) for m in wp):
+        raise ParamError(f"finetune.without_pretraining={wp!r}: expected a list of model ids")
     out = dict(cfg, lr=[float(v) for v in lrs])
     for key in ("final_lr", "momentum", "weight_decay"):
         out[key] = float(cfg[key])
@@ -293,6 +296,9 @@ def finetune(hparams: dict, state_dict: dict, data: dict, *, n_classes: int, cfg
     if model_id == "raw":
         notes["none"] = "raw pixels have no pretraining: the none row is the shallow one"
         notes["deep"] = "raw pixels have no encoder to stack a second autoencoder on"
+    baseline = model_id in cfg["without_pretraining"]
+    if not baseline and model_id != "raw":
+        notes["none"] = f"{model_id} is not in finetune.without_pretraining"
 
     def pretrained():
         return rebuild(hparams, state_dict).to(device)
@@ -305,10 +311,11 @@ def finetune(hparams: dict, state_dict: dict, data: dict, *, n_classes: int, cfg
         runs["shallow"].append(best_on_validation(
             lambda lr: run_shallow(pretrained(), data, n_classes, cfg, seed, lr), lrs,
             f"{model_id} shallow seed {seed}"))
-        if model_id != "raw":
+        if model_id != "raw" and baseline:
             runs["none"].append(best_on_validation(
                 lambda lr: run_shallow(fresh(), data, n_classes, cfg, seed, lr), lrs,
                 f"{model_id} none seed {seed}"))
+        if model_id != "raw":
             hp2, state2, dead2 = pretrain_second_layer(pretrained(), hparams, data, deep_hidden, seed)
             runs["deep"].append(dict(best_on_validation(
                 lambda lr: run_deep(pretrained(), rebuild(hp2, state2).to(device), data, n_classes, cfg,

@@ -173,3 +173,17 @@ def test_stage_writes_json_and_skips_unlabelled(tmp_path, tmp_path_factory, optd
     bad = {**params, "finetune": {**params["finetune"], "deep_hidden": {}}}
     with pytest.raises(ParamError, match="finetune.deep_hidden.optdigits"):
         stage.main(bad, ["optdigits", "ae"])
+
+
+def test_without_pretraining_only_for_the_listed_models(optdigits):
+    """The "none" network (002 Tables 3-4) is trained only for finetune.without_pretraining."""
+    hp, state = _pretrained(optdigits, "ae", epochs=1)
+    r = finetune.finetune(hp, state, _data(optdigits), n_classes=10, cfg=dict(FAST, without_pretraining=[]),
+                          deep_hidden=8)
+    assert r["none"]["mean"] is None and "without_pretraining" in r["none"]["skipped"]
+    assert r["shallow"]["mean"] is not None
+    r = finetune.finetune(hp, state, _data(optdigits), n_classes=10, cfg=dict(FAST, without_pretraining=["ae"]),
+                          deep_hidden=8)
+    assert 0.0 <= r["none"]["mean"] <= 1.0
+    with pytest.raises(ParamError, match="without_pretraining"):
+        finetune.check_config(dict(PARAMS["finetune"], without_pretraining="ksparse"))
