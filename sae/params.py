@@ -83,11 +83,15 @@ def validate(params: dict) -> dict:
     """Check the whole file; return it with typed values. Raises ParamError."""
     if not isinstance(params, dict):
         raise ParamError("params.yaml: expected a mapping at the top level")
-    for key in ("datasets", "models", "seed", "device", "data"):
+    for key in ("datasets", "train_datasets", "models", "seed", "device", "data"):
         if key not in params:
             raise ParamError(f"{key}: missing from params.yaml")
     params = dict(params)
     params["datasets"] = _check_ids("datasets", params["datasets"], DATASET_IDS)
+    params["train_datasets"] = _check_ids("train_datasets", params["train_datasets"], DATASET_IDS)
+    for d in params["train_datasets"]:
+        if d not in params["datasets"]:
+            raise ParamError(f"train_datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
     params["models"] = _check_ids("models", params["models"], MODEL_IDS)
     params["seed"] = _check_value("seed", params["seed"], int, 0)
     if params["device"] not in DEVICES:
@@ -95,7 +99,7 @@ def validate(params: dict) -> dict:
     data = params["data"] if isinstance(params["data"], dict) else {}
     params["data"] = {d: check_data(d, data.get(d)) for d in params["datasets"]}
     if "model" in params:  # the training groups (train@D-M stages)
-        for d in params["datasets"]:
+        for d in params["train_datasets"]:
             for m in params["models"]:
                 model_config(params, d, m)
     for group in ("sweep", "ksweep"):  # checked here so the first stage fails, not the sweep hours later

@@ -28,6 +28,7 @@ def _edited(edit) -> dict:
 def test_real_params_yaml_is_valid():
     got = P.validate(copy.deepcopy(REAL))
     assert got["datasets"] == REAL["datasets"] and got["models"] == REAL["models"]
+    assert got["train_datasets"] == REAL["train_datasets"]
     assert set(got["data"]) == set(REAL["datasets"])
     assert P.load(REPO / "params.yaml") == got
 
@@ -74,7 +75,7 @@ def test_missing_data_key_is_named():
         P.validate(_edited(edit))
 
 
-@pytest.mark.parametrize("key", ["datasets", "models", "seed", "device", "data"])
+@pytest.mark.parametrize("key", ["datasets", "train_datasets", "models", "seed", "device", "data"])
 def test_missing_top_level_key_is_named(key):
     with pytest.raises(ParamError, match=rf"^{key}: missing"):
         P.validate(_edited(lambda p: p.pop(key)))
@@ -153,5 +154,13 @@ def test_sweep_datasets_must_be_prepared(group):
     with pytest.raises(ParamError, match=rf"{group}\.datasets: 'patches' is not in datasets"):
         P.validate(_edited(lambda p: (p.update(datasets=["mnist5k", "optdigits"]),
                                       p[other].update(datasets=["mnist5k"]))))
-    P.validate(_edited(lambda p: (p.update(datasets=["mnist", "norb"]), p["sweep"].update(datasets=["mnist"]),
+    P.validate(_edited(lambda p: (p.update(datasets=["mnist", "norb"], train_datasets=["mnist", "norb"]),
+                                  p["sweep"].update(datasets=["mnist"]),
                                   p["ksweep"].update(datasets=["mnist", "norb"]))))
+
+
+def test_train_datasets_must_be_prepared():
+    with pytest.raises(ParamError, match=r"^train_datasets: 'mnist' is not in datasets"):
+        P.validate(_edited(lambda p: p["train_datasets"].append("mnist")))
+    with pytest.raises(ParamError, match=r"^train_datasets: unknown id 'nosuchset'"):
+        P.validate(_edited(lambda p: p["train_datasets"].append("nosuchset")))

@@ -37,7 +37,7 @@ def _ran(output: str) -> list[str]:
 def tiny_params() -> dict:
     """The repository's params.yaml cut down to one embedded dataset, three models, few epochs."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["datasets"] = ["optdigits"]
+    params["datasets"] = params["train_datasets"] = ["optdigits"]
     params["models"] = ["raw", "ae", "ksparse"]
     params["train"]["optdigits"].update(hidden=32, epochs=2)
     params["model"]["ksparse"]["datasets"]["optdigits"].update(k=5, k_start=10)

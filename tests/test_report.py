@@ -145,7 +145,7 @@ def workspace(tmp_path, templates):
 
 
 def _params():
-    return {"datasets": ["mnist5k"], "models": MODELS, "ksweep": {"datasets": ["mnist5k"], "k": [10, 40, 70]},
+    return {"datasets": ["mnist5k"], "train_datasets": ["mnist5k"], "models": MODELS, "ksweep": {"datasets": ["mnist5k"], "k": [10, 40, 70]},
             "sweep": {"datasets": ["mnist5k"]}, "finetune": FINETUNE}
 
 
@@ -222,7 +222,7 @@ def test_missing_files_give_dashes_not_nan(workspace):
 
 def test_numbers_change_with_the_metrics(workspace):
     params = _params()
-    results = T.RunResults(workspace / "metrics", workspace / "models", datasets=params["datasets"],
+    results = T.RunResults(workspace / "metrics", workspace / "models", datasets=params["train_datasets"],
                            models=params["models"])
     claims = [c for c in C.load_claims(CLAIMS) if c["id"] == "000-gini-l1sae"]
     assert [v.status for v in C.evaluate(claims, results, predictions_dir=workspace)] == [C.FAILS]
