@@ -305,3 +305,12 @@ def test_ksweep_table_adds_the_ksparse_model_at_its_own_k(tmp_path):
     fake(tmp_path / "ksweep/d/k25/metrics.json", tmp_path / "ksweep/d/k25/hparams.json", 25, 0.04)
     rows = ksweep.table_rows("d", [10, 25, 40], tmp_path / "ksweep", tmp_path / "metrics", tmp_path / "models")
     assert [r["model"] for r in rows] == ["ksparse@k=10", "ksparse@k=25", "ksparse@k=40"]  # no duplicate at k=25
+
+
+def test_sweep_claims_read_the_sweep_datasets(workspace):
+    """003 claims are checked on sweep.datasets even where no model is trained (train_datasets)."""
+    params = dict(_params(), train_datasets=[])
+    rep = _build(workspace, params)
+    assert _status(rep, "003-a") == {C.FAILS} and _status(rep, "003-b") == {C.HOLDS}
+    assert _status(rep, "000-re-ae") == {C.UNMEASURED}  # no model trained anywhere
+    assert "no MNIST (or stand-in) in this run's `train_datasets`" in rep.markdown

@@ -218,12 +218,12 @@ def evaluate(claims: list[dict], results: T.RunResults, *, predictions_dir, swee
     out = []
     for c in claims:
         paper_ds = c["datasets_list"]
-        runs = [d for p in paper_ds for d in T.measured_by(p, results.datasets)]
-        if c["check"] == "sweep":
-            runs = [d for d in runs if d in sweep_datasets]
+        # sweep claims read the sweep's datasets; the others the models' (train_datasets)
+        ours = list(sweep_datasets) if c["check"] == "sweep" else results.datasets
+        runs = [d for p in paper_ds for d in T.measured_by(p, ours)]
         if not runs:
             need = ", ".join(T.paper_name(p) for p in paper_ds)
-            where = "`sweep.datasets`" if c["check"] == "sweep" else "`datasets`"
+            where = "`sweep.datasets`" if c["check"] == "sweep" else "`train_datasets`"
             out.append(Verdict(c, None, UNMEASURED, f"no dataset of {where} measures {need} (or a stand-in)"))
             continue
         for d in runs:

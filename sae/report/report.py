@@ -149,7 +149,7 @@ class _Builder:
 
     def caption(self, label: str, what: str, paper_ds: str, run_ds: str | None) -> str:
         self.n_table += 1
-        ran = T.run_label(run_ds) if run_ds else f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `datasets`"
+        ran = T.run_label(run_ds) if run_ds else f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `train_datasets`"
         return (f"**{label}.** {what} Paper: {T.paper_name(paper_ds)}. This run: {ran}.")
 
     # ---------------------------------------------------------------- header + summary
@@ -240,7 +240,7 @@ class _Builder:
         self.add("### Fig. 1a-b: reconstruction error and Gini index", "")
         if not pairs:
             self.add(f"Not measured: no {', '.join(T.paper_name(p) for p in T.PAPER_DATASETS['000'])} "
-                     "(or stand-in) in this run's `datasets`.", "")
+                     "(or stand-in) in this run's `train_datasets`.", "")
         for paper_ds, d in pairs:
             models = [(n, m) for n, m in MODELS_000 if m != "ncae"]  # 000 Fig. 1 leaves NCAE out
             t = Table(self.caption("Fig. 1a-b (000)", "Reconstruction error (mean squared error per input dimension, "
@@ -293,7 +293,7 @@ class _Builder:
                     paper = (f"{mean[0]['value_str']}%" + (f" ± {std[0]['value_str']}" if std else "")) if mean \
                         else t.missing("published.csv has no number for this cell")
                     v = self.r.value(d, m, "deep_finetune_accuracy") if d else T.Value(
-                        note=f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `datasets`")
+                        note=f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `train_datasets`")
                     t.add(f"{name} ({m})", paper, self.cell(t, v, "deep_finetune_accuracy"))
                     if mean and v.ok:
                         pairs_o.append((name, mean[0]["value"], v.mean))
@@ -351,7 +351,7 @@ class _Builder:
         pairs = self.run_datasets("001")
         self.add("### Fig. 2a-d: reconstruction error, Hoyer sparseness, SSD, classification accuracy", "")
         if not pairs:
-            self.add("Not measured: no MNIST, CIFAR-10 or OPTDIGITS (or stand-in) in this run's `datasets`.", "")
+            self.add("Not measured: no MNIST, CIFAR-10 or OPTDIGITS (or stand-in) in this run's `train_datasets`.", "")
         metrics = ("recon_error", "hoyer", "ssd", "logreg_accuracy")
         for paper_ds, d in pairs:
             t = Table(self.caption("Fig. 2a-d (001)", "RE (eq. 13, per input dimension, in each model's input "
@@ -403,7 +403,7 @@ class _Builder:
                     ref = r["model"]
                     covered.add(ref)
                     if d is None:
-                        v = T.Value(note=f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `datasets`")
+                        v = T.Value(note=f"no {T.paper_name(paper_ds)} (or stand-in) in this run's `train_datasets`")
                         label = ref or DASH
                     else:
                         v = self.r.value(d, ref, r["metric"]) if ref else T.Value(

@@ -195,7 +195,7 @@ class RunResults:
         if not ref:
             return "not in the model registry (no model id in published.csv)"
         if dataset not in self.datasets:
-            return f"{dataset} is not in this run's `datasets`"
+            return f"{dataset} is not in this run's `train_datasets`"
         model, k = parse_ref(ref)
         if model == "none":
             return None if NONE_SOURCE in self.models else f"{NONE_SOURCE} is not in this run's `models`"
