@@ -18,9 +18,25 @@ def _loss(params, x):
     return torch.tanh(x @ w.t() + b).pow(3).sum()
 
 
+def _groups(params):
+    return [{"params": [params[0]], "weight_decay": 0.01}, {"params": [params[1]], "weight_decay": 0.0}]
+
+
+def _resume(opt_from, make, params, steps):
+    """A fresh optimiser from make(), loaded with opt_from's state, `steps` more steps on params."""
+    opt = make(_groups(params))
+    opt.load_state_dict(opt_from.state_dict())
+    x = _problem()[1]
+    for _ in range(steps):
+        opt.zero_grad()
+        _loss(params, x).backward()
+        opt.step()
+    return params
+
+
 def _run(make, steps, seed=0, lrs=None):
     params, x = _problem(seed)
-    opt = make([{"params": [params[0]], "weight_decay": 0.01}, {"params": [params[1]], "weight_decay": 0.0}])
+    opt = make(_groups(params))
     for i in range(steps):
         if lrs:
             for group in opt.param_groups:
@@ -49,16 +65,8 @@ def test_state_dict_resumes_exactly(make):
     """Stop after 3 steps, rebuild from state_dict (as a checkpoint does), go on: same as 6 straight steps."""
     straight, _ = _run(make, 6)
     params, opt = _run(make, 3)
-    state = opt.state_dict()
-    x = _problem()[1]
     copies = [p.detach().clone().requires_grad_() for p in params]
-    opt2 = make([{"params": [copies[0]], "weight_decay": 0.01}, {"params": [copies[1]], "weight_decay": 0.0}])
-    opt2.load_state_dict(state)
-    for _ in range(3):
-        opt2.zero_grad()
-        _loss(copies, x).backward()
-        opt2.step()
-    for x_, y in zip(copies, straight):
+    for x_, y in zip(_resume(opt, make, copies, 3), straight):
         assert torch.equal(x_, y)
 
 
@@ -66,15 +74,8 @@ def test_loads_a_torch_optim_checkpoint():
     """Checkpoints written before sae.optim (by torch.optim.SGD) resume to the same weights."""
     straight, _ = _run(lambda p: FusedSGD(p, lr=0.05, momentum=0.9), 4)
     params, opt = _run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, fused=True), 2)
-    ours = FusedSGD([{"params": [params[0]], "weight_decay": 0.01}, {"params": [params[1]], "weight_decay": 0.0}],
-                    lr=0.05, momentum=0.9)
-    ours.load_state_dict(opt.state_dict())
-    x = _problem()[1]
-    for _ in range(2):
-        ours.zero_grad()
-        _loss(params, x).backward()
-        ours.step()
-    for x_, y in zip(params, straight):
+    resumed = _resume(opt, lambda g: FusedSGD(g, lr=0.05, momentum=0.9), params, 2)
+    for x_, y in zip(resumed, straight):
         assert torch.equal(x_, y)
 
 
