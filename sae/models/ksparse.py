@@ -1,5 +1,7 @@
 """k-sparse autoencoder (002 sec. 2.2): tied weights, linear codes, keep the k largest."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -42,28 +44,39 @@ class KSparseReconstruction(torch.autograd.Function):
         vals, idx = torch.addmm(b, x, W.t()).topk(k, dim=1, sorted=False)  # 002 sec. 2.2: supp_k(W^T x + b)
         residual = F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum").add_(c).sub_(x)
         ctx.save_for_backward(x, W, idx, vals, residual)
-        return residual.pow(2).sum() / x.shape[0]
+        flat = residual.view(-1)
+        return torch.dot(flat, flat) / x.shape[0]
 
     @staticmethod
     def backward(ctx, grad_loss):
         x, W, idx, vals, residual = ctx.saved_tensors
         (B, k), M = idx.shape, W.shape[0]
-        dx_hat = residual * (2.0 * grad_loss / B)  # (B,D)
-        unit = idx.reshape(-1)  # (B*k,) kept unit of each (sample, slot)
-        sample = torch.arange(B, device=x.device).repeat_interleave(k)
-        g = _per_sample_weight_grad(dx_hat, W, unit, torch.arange(0, B * k, k, device=x.device), sample, 0, -1)
+        sample, offsets, pairs = _pair_indices(B, k, x.device)
+        source = torch.empty(2 * B, x.shape[1], dtype=x.dtype, device=x.device)  # [x; dX] for the dL/dW bags
+        source[:B] = x
+        dx_hat = torch.mul(residual, 2.0 * grad_loss / B, out=source[B:])  # (B,D)
+        unit = idx.view(-1)  # (B*k,) kept unit of each (sample, slot)
+        g = _per_sample_weight_grad(dx_hat, W, unit, offsets, sample, 0, -1)
         grad_b = g.new_zeros(M).index_add_(0, unit, g)
         # Group the B*k pairs by unit; bag j sums g_bj x_b + z_bj dX_b over its pairs.
         by_unit, order = unit.sort()
         starts = torch._convert_indices_from_coo_to_csr(by_unit, M, out_int32=True)[:-1].mul_(2)
-        rows = sample[order]
-        rows = torch.stack([rows, rows + B], 1).reshape(-1).int()  # x_b then dX_b, read from cat([x, dX])
-        weights = torch.stack([g[order], vals.reshape(-1)[order]], 1).reshape(-1)
-        grad_W = F.embedding_bag(rows, torch.cat([x, dx_hat]), offsets=starts, per_sample_weights=weights, mode="sum")
+        weights = torch.stack([g, vals.view(-1)], 1)[order].view(-1)
+        grad_W = F.embedding_bag(pairs[order].view(-1), source, offsets=starts, per_sample_weights=weights,
+                                 mode="sum")
         grad_x = None
         if ctx.needs_input_grad[0]:  # through the encoder's kept units, and the -x of the residual
             grad_x = F.embedding_bag(idx, W, per_sample_weights=g.view(B, k), mode="sum").sub_(dx_hat)
         return grad_x, grad_W, grad_b, dx_hat.sum(0), None
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_indices(B: int, k: int, device: torch.device):
+    """For B samples x k slots: the sample of each slot (B*k,), bag offsets (B,), and the rows
+    (B*k, 2) int32 of x_b and dX_b in [x; dX]: index tensors every backward of a shape reuses."""
+    sample = torch.arange(B, device=device).repeat_interleave(k)
+    pairs = torch.stack([sample, sample + B], 1).int()
+    return sample, torch.arange(0, B * k, k, device=device), pairs
 
 
 class KSparse(Autoencoder):
