@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from sae.errors import ParamError
+from sae.params import check_keys
 from sae.train import make_optimizer
 
 OPTIMIZERS = ("adam", "sgd")
@@ -24,15 +25,8 @@ OPTIMIZERS = ("adam", "sgd")
 
 def check_config(cfg) -> dict:
     """Validate the `classify` group of params.yaml; return it with typed values."""
-    if not isinstance(cfg, dict):
-        raise ParamError("classify: missing from params.yaml or not a mapping")
     schema = {"l2": list, "epochs": int, "batch": int, "lr": float, "optimizer": str, "momentum": float}
-    for key in cfg:
-        if key not in schema:
-            raise ParamError(f"classify.{key}: unknown key; allowed: {', '.join(schema)}")
-    for key in schema:
-        if key not in cfg:
-            raise ParamError(f"classify.{key}: missing")
+    check_keys("classify", cfg, schema)
     out = dict(cfg)
     grid = cfg["l2"]
     if not isinstance(grid, list) or not grid or not all(_is_number(v) and v >= 0 for v in grid):

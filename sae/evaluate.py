@@ -15,6 +15,7 @@ import torch
 
 from sae import classify, metrics
 from sae.errors import ParamError
+from sae.params import check_keys
 from sae.models.ksparse import KSparse, topk_mask
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,8 @@ LOGREG_KEYS = ("test_error", "test_accuracy", "val_error", "l2")
 
 def check_config(cfg) -> dict:
     """Validate the `evaluate` group of params.yaml; return it with typed values."""
-    if not isinstance(cfg, dict):
-        raise ParamError("evaluate: missing from params.yaml or not a mapping")
     schema = ("alphas", "hist_bins", "batch", "threads")
-    for key in cfg:
-        if key not in schema:
-            raise ParamError(f"evaluate.{key}: unknown key; allowed: {', '.join(schema)}")
-    for key in schema:
-        if key not in cfg:
-            raise ParamError(f"evaluate.{key}: missing")
+    check_keys("evaluate", cfg, schema)
     alphas = cfg["alphas"]
     if not isinstance(alphas, list) or not alphas or not all(
             isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a >= 1

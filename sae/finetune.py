@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from sae import metrics
 from sae.errors import ParamError
+from sae.params import check_keys
 from sae.models.core import Autoencoder
 from sae.models.corruption import Denoising, Dropout, inverted_dropout
 from sae.train import make_optimizer
@@ -43,16 +44,9 @@ def _is_number(v) -> bool:
 
 def check_config(cfg) -> dict:
     """Validate the `finetune` group of params.yaml; return it with typed values."""
-    if not isinstance(cfg, dict):
-        raise ParamError("finetune: missing from params.yaml or not a mapping")
     schema = ("seeds", "epochs", "deep_epochs", "batch", "optimizer", "lr", "final_lr", "momentum",
               "weight_decay", "deep_hidden", "without_pretraining", "threads")
-    for key in cfg:
-        if key not in schema:
-            raise ParamError(f"finetune.{key}: unknown key; allowed: {', '.join(schema)}")
-    for key in schema:
-        if key not in cfg:
-            raise ParamError(f"finetune.{key}: missing")
+    check_keys("finetune", cfg, schema)
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds) \
             or len(set(seeds)) != len(seeds):

@@ -14,24 +14,18 @@ import json
 from pathlib import Path
 
 from sae.errors import ParamError
+from sae.params import check_keys, check_prepared
 
 KEYS = ("datasets", "k")
 
 
 def check_config(params: dict) -> dict:
     """Validate the `ksweep` group: {datasets: [ids of `datasets`], k: [distinct integers >= 1]}."""
-    cfg = params.get("ksweep")
-    if not isinstance(cfg, dict):
-        raise ParamError("ksweep: missing from params.yaml or not a mapping (keys: datasets, k)")
-    for key in cfg:
-        if key not in KEYS:
-            raise ParamError(f"ksweep.{key}: unknown key; allowed: {', '.join(KEYS)}")
-    datasets = cfg.get("datasets")
+    cfg = check_keys("ksweep", params.get("ksweep"), KEYS)
+    datasets = cfg["datasets"]
     if not isinstance(datasets, list):
         raise ParamError(f"ksweep.datasets={datasets!r}: expected a list of dataset ids")
-    for d in datasets:
-        if d not in params.get("datasets", []):
-            raise ParamError(f"ksweep.datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
+    check_prepared("ksweep.datasets", datasets, params)
     ks = cfg.get("k")
     if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
                                                      for k in ks):

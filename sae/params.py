@@ -89,9 +89,7 @@ def validate(params: dict) -> dict:
     params = dict(params)
     params["datasets"] = _check_ids("datasets", params["datasets"], DATASET_IDS)
     params["train_datasets"] = _check_ids("train_datasets", params["train_datasets"], DATASET_IDS)
-    for d in params["train_datasets"]:
-        if d not in params["datasets"]:
-            raise ParamError(f"train_datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
+    check_prepared("train_datasets", params["train_datasets"], params)
     params["models"] = _check_ids("models", params["models"], MODEL_IDS)
     params["seed"] = _check_value("seed", params["seed"], int, 0)
     if params["device"] not in DEVICES:
@@ -104,10 +102,29 @@ def validate(params: dict) -> dict:
                 model_config(params, d, m)
     for group in ("sweep", "ksweep"):  # checked here so the first stage fails, not the sweep hours later
         listed = (params.get(group) or {}).get("datasets") if isinstance(params.get(group), dict) else None
-        for d in listed if isinstance(listed, list) else []:
-            if d not in params["datasets"]:
-                raise ParamError(f"{group}.datasets: {d!r} is not in datasets (it has no prepare@{d} stage)")
+        check_prepared(f"{group}.datasets", listed if isinstance(listed, list) else [], params)
     return params
+
+
+def check_keys(name: str, cfg, allowed, *, required: bool = True) -> dict:
+    """The params group `name` as a mapping with no key outside `allowed` (and, when
+    `required`, every one of them); ParamError naming the group or the first bad key."""
+    if not isinstance(cfg, dict):
+        raise ParamError(f"{name}: missing from params.yaml or not a mapping")
+    for key in cfg:
+        if key not in allowed:
+            raise ParamError(f"{name}.{key}: unknown key; allowed: {', '.join(allowed)}")
+    for key in allowed if required else ():
+        if key not in cfg:
+            raise ParamError(f"{name}.{key}: missing")
+    return cfg
+
+
+def check_prepared(key: str, ids, params: dict) -> None:
+    """Every dataset id listed under `key` must be in `datasets` (only those have a prepare@D stage)."""
+    for d in ids:
+        if d not in params.get("datasets", []):
+            raise ParamError(f"{key}: {d!r} is not in datasets (it has no prepare@{d} stage)")
 
 
 def _check_group(key: str, cfg, schema: dict, required: bool) -> None:

@@ -30,6 +30,7 @@ import torch
 
 from sae import metrics
 from sae.errors import ParamError, TrainingError
+from sae.params import check_keys, check_prepared
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,11 @@ def sweep_config(params: dict, dataset: str, model: str | None = None) -> dict:
     datasets = sweep.get("datasets")
     if not isinstance(datasets, list) or dataset not in datasets:
         raise ParamError(f"sweep.datasets={datasets!r}: does not list {dataset!r}")
-    if dataset not in params.get("datasets", []):
-        raise ParamError(f"sweep.datasets: {dataset!r} is not in datasets (it has no prepare@{dataset} stage)")
+    check_prepared("sweep.datasets", [dataset], params)
     _list("sweep.models", sweep.get("models"), lambda v: v in SWEEP_MODELS, "one of " + ", ".join(SWEEP_MODELS))
     if model is not None and model not in sweep["models"]:
         raise ParamError(f"sweep.models={sweep['models']!r}: does not list {model!r}")
-    grid = sweep.get("grid")
-    if not isinstance(grid, dict):
-        raise ParamError("sweep.grid: missing or not a mapping")
-    for k in grid:
-        if k not in GRID_KEYS:
-            raise ParamError(f"sweep.grid.{k}: unknown key; allowed: {', '.join(GRID_KEYS)}")
+    grid = check_keys("sweep.grid", sweep.get("grid"), GRID_KEYS, required=False)
     cfg = {
         "coefficients": [float(v) for v in _list(
             "sweep.grid.coefficients", grid.get("coefficients"),
