@@ -8,13 +8,15 @@ keep the alpha*k largest units with alpha chosen on validation too (002 sec. 2.2
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 
 import torch
 
 from sae import classify, metrics
-from sae.errors import ParamError
+from sae.errors import DataError, ParamError
 from sae.params import check_keys
 from sae.models.ksparse import KSparse, topk_mask
 
@@ -191,3 +193,46 @@ def rebuild(hparams: dict, state_dict: dict | None = None):
     if state_dict is not None:
         model.load_state_dict(state_dict)
     return model.eval()
+
+
+def trained_model_dir(dataset: str, model_id: str, models_dir: Path = Path("models")) -> Path:
+    """models/<D>/<M>, once train@D-M has written model.pt and hparams.json (DataError otherwise)."""
+    out = Path(models_dir) / dataset / model_id
+    for name in ("model.pt", "hparams.json"):
+        if not (out / name).is_file():
+            raise DataError(f"{out / name}: missing; run `dvc repro train@{dataset}-{model_id}` first")
+    return out
+
+
+def load_trained(model_dir: Path, device: torch.device) -> tuple[dict, dict]:
+    """(hparams, state_dict) of a trained model directory, tensors on `device`."""
+    hparams = json.loads((Path(model_dir) / "hparams.json").read_text())
+    return hparams, torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
+
+
+def stage_device(name: str, threads: int) -> torch.device:
+    """params.yaml's `device`; on CPU with `threads` > 0, torch uses that many threads."""
+    from sae.train import resolve_device
+    device = resolve_device(name)
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    return device
+
+
+def prepared_tensors(dataset: str, view: str, device: torch.device) -> tuple[dict, dict]:
+    """(tensors, meta) of data/prepared/<D> in input view `view`: x_/y_ train/val/test on `device`
+    (None where the split has no such array)."""
+    from sae.data import prepared
+    data = prepared.read(Path("data/prepared") / dataset, view)
+    tensors = {k: (None if v is None else torch.from_numpy(v).to(device)) for k, v in data.items() if k != "meta"}
+    return tensors, data["meta"]
+
+
+def write_hist_csv(path: Path, hist: dict) -> None:
+    """The hidden-activity histogram of evaluate() as CSV: bin_left, bin_right, bin_center, count."""
+    import csv
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["bin_left", "bin_right", "bin_center", "count"])
+        for lo, hi, c in zip(hist["left"], hist["right"], hist["count"]):
+            writer.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])

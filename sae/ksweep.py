@@ -9,7 +9,6 @@ model's own k gives exactly the `ksparse` model and its metrics.
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -58,11 +57,8 @@ def write_outputs(out_dir: Path, hparams: dict, state_dict, result: dict, hist: 
     torch.save(state_dict, out_dir / "model.pt")
     (out_dir / "hparams.json").write_text(json.dumps(hparams, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-    with open(out_dir / "hist.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["bin_left", "bin_right", "bin_center", "count"])
-        for lo, hi, c in zip(hist["left"], hist["right"], hist["count"]):
-            writer.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])
+    from sae.evaluate import write_hist_csv
+    write_hist_csv(out_dir / "hist.csv", hist)
 
 
 TABLE_COLUMNS = ("dataset", "model", "k", "logreg_test_error", "alpha", "recon_error", "hoyer", "gini",

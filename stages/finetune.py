@@ -5,18 +5,15 @@ import time
 from pathlib import Path
 
 from sae.cli import run_stage
-from sae.errors import DataError, ParamError
+from sae.errors import ParamError
 
 
 def main(params, args):
     dataset, model_id = args
-    from sae import finetune
+    from sae import evaluate, finetune
     cfg = finetune.check_config(params.get("finetune"))
     from sae.data import prepared
-    model_dir = Path("models") / dataset / model_id
-    for name in ("model.pt", "hparams.json"):
-        if not (model_dir / name).is_file():
-            raise DataError(f"{model_dir / name}: missing; run `dvc repro train@{dataset}-{model_id}` first")
+    model_dir = evaluate.trained_model_dir(dataset, model_id)
     meta = prepared.read_meta(Path("data/prepared") / dataset)
     out = Path("metrics") / dataset / f"{model_id}_finetune.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -29,16 +26,10 @@ def main(params, args):
     if deep_hidden is None and model_id != "raw":
         raise ParamError(f"finetune.deep_hidden.{dataset}: missing (width of the second layer)")
 
-    import torch
-    from sae.train import resolve_device
     start = time.perf_counter()
-    device = resolve_device(params["device"])
-    if device.type == "cpu" and cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])  # small ops: extra threads mostly wait on a busy machine
-    hparams = json.loads((model_dir / "hparams.json").read_text())
-    state = torch.load(model_dir / "model.pt", map_location=device, weights_only=True)
-    data = prepared.read(Path("data/prepared") / dataset, hparams["input"])
-    tensors = {k: torch.from_numpy(v).to(device) for k, v in data.items() if k != "meta"}
+    device = evaluate.stage_device(params["device"], cfg["threads"])
+    hparams, state = evaluate.load_trained(model_dir, device)
+    tensors, _ = evaluate.prepared_tensors(dataset, hparams["input"], device)
     result = finetune.finetune(hparams, state, tensors, n_classes=meta["n_classes"], cfg=cfg,
                                deep_hidden=deep_hidden)
     out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -26,22 +26,19 @@ def main(params, args):
     classify_cfg = classify.check_config(params.get("classify"))
     eval_cfg = evaluate.check_config(params.get("evaluate"))
 
-    import torch
-    from sae.data import prepared
-    from sae.train import resolve_device, train_model
+    from sae.train import train_model
 
     start = time.perf_counter()
-    device = resolve_device(params["device"])
-    data = prepared.read(Path("data/prepared") / dataset, cfg["input"])
-    tensors = {key: (None if v is None else torch.from_numpy(v).to(device)) for key, v in data.items() if key != "meta"}
-    hparams = {"dataset": dataset, "model": "ksparse", "seed": params["seed"], "in_dim": int(data["x_train"].shape[1]),
+    device = evaluate.stage_device(params["device"], 0)
+    tensors, meta = evaluate.prepared_tensors(dataset, cfg["input"], device)
+    hparams = {"dataset": dataset, "model": "ksparse", "seed": params["seed"], "in_dim": int(tensors["x_train"].shape[1]),
                **cfg}
-    fingerprint = hashlib.sha256(json.dumps([hparams, data["meta"]["sha256"]], sort_keys=True).encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps([hparams, meta["sha256"]], sort_keys=True).encode()).hexdigest()
     ckpt = Path("checkpoints") / "ksweep" / dataset / f"k{k}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     model, history = train_model("ksparse", cfg, tensors["x_train"], tensors["x_val"][:VAL_PROBE], seed=params["seed"],
                                  checkpoint=ckpt, fingerprint=fingerprint, name=f"{dataset}/ksparse@k={k}")
-    result, hist = evaluate.evaluate(model, tensors, n_classes=data["meta"]["n_classes"], classify_cfg=classify_cfg,
+    result, hist = evaluate.evaluate(model, tensors, n_classes=meta["n_classes"], classify_cfg=classify_cfg,
                                      alphas=eval_cfg["alphas"], hist_bins=eval_cfg["hist_bins"],
                                      batch=eval_cfg["batch"], seed=params["seed"])
     result = {"input": hparams["input"], "k": k, **result}

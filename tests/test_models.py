@@ -8,7 +8,6 @@ import torch
 from sae.errors import ParamError
 from sae.models import MODEL_IDS, REGISTRY, Autoencoder, activation_derivative, build
 from sae.models.corruption import inverted_dropout
-from sae.models.ksparse import topk_mask
 from sae.models.l1prox import soft_threshold
 from sae.models.registry import CHECKS, CORE
 

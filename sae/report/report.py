@@ -316,7 +316,7 @@ class _Builder:
         path = self.r.models_dir / d / "l1prox" / "stages.pt"
         shape = self.image_shape(d)
         if "l1prox" not in self.r.models:
-            self.add(f"Not available: l1prox is not in this run's `models`.", "")
+            self.add("Not available: l1prox is not in this run's `models`.", "")
             return
         if not path.is_file() or shape is None:
             self.add(f"Not available on {d}: `{path}` (the encoder weights at the end of each alpha stage) "
