@@ -331,6 +331,15 @@ def test_params_knows_exactly_the_registered_models():
     assert validated == MODEL_IDS
 
 
+def test_order_keys_sort_like_the_floats_and_give_them_back():
+    from sae.models.ksparse import _order_keys
+    z = torch.cat([torch.randn(1000) * 10.0 ** torch.randint(-30, 30, (1000,)),
+                   torch.tensor([float("inf"), -float("inf"), 0.0, 1e-45, -1e-45])])
+    keys = _order_keys(z.clone())
+    assert torch.equal(keys.argsort(), z.argsort())
+    assert torch.equal(_order_keys(keys.clone()).view(torch.float32), z)
+
+
 def test_ksparse_sparse_step_equals_the_dense_formulation():
     torch.manual_seed(0)
     model = build("ksparse", 30, 20, k=4, k_start=4, alpha=2)

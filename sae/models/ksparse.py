@@ -26,6 +26,14 @@ def sparsity_level(epoch, n_epochs, k, k_start):
 _per_sample_weight_grad = torch.ops.aten._embedding_bag_per_sample_weights_backward  # rows . W[j], no (B,k,D) gather
 
 
+def _order_keys(z):
+    """int32 keys (B,M) in the order of the float32 z (B,M), made in place over z's memory;
+    an involution, so applying it to keys gives back the floats' bits. CPU topk on ints
+    skips the float comparator's NaN checks (~1/3 faster)."""
+    bits = z.view(torch.int32)
+    return bits.bitwise_xor_((bits >> 31).bitwise_and_(0x7FFFFFFF))
+
+
 class KSparseReconstruction(torch.autograd.Function):
     """Reconstruction error (000 eq. 2, first term) of the tied linear k-sparse AE, with a
     forward and backward that touch only the k kept units (002 sec. 2.2, steps 1-3):
@@ -41,7 +49,8 @@ class KSparseReconstruction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, W, b, c, k):
-        vals, idx = torch.addmm(b, x, W.t()).topk(k, dim=1, sorted=False)  # 002 sec. 2.2: supp_k(W^T x + b)
+        keys, idx = _order_keys(torch.addmm(b, x, W.t())).topk(k, dim=1, sorted=False)  # 002 sec. 2.2: supp_k(W^T x + b)
+        vals = _order_keys(keys).view(torch.float32)
         residual = F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum").add_(c).sub_(x)
         ctx.save_for_backward(x, W, idx, vals, residual)
         flat = residual.view(-1)
