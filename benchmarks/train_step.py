@@ -1,11 +1,14 @@
 """Training-step speed against the machine's own dense matmul throughput.
 
     python benchmarks/train_step.py [--device auto] [--threads 2] [--batch 256]
+    python benchmarks/train_step.py --device cuda --size mnist norb --batch 100 256 --epoch
 
-Prints ms per step and samples/s for `ae` (sigmoid 784-1000-784) and `ksparse`
-(784-1000, k=25), and each step's FLOP rate as a fraction of a large torch.mm measured
-in the same run. A step is one call of the training loop's body: objective, backward,
-optimiser step, constraints.
+Prints ms per step and samples/s for `ae` (sigmoid D-M-D) and `ksparse` (D-M, k) at each
+size (mnist: 784-1000, k=25; norb: 2048-4000, k=150, the sizes of 002 sec. 4), and each
+step's FLOP rate as a fraction of a large torch.mm measured in the same run. A step is one
+call of the training loop's body: objective, backward, optimiser step, constraints.
+--epoch also times one epoch of sae.train.fit over an MNIST-sized set (50,000 x 784 train,
+10,000 validation, batch 100, as the paper-scale `mnist` config), random pixels in [0, 1).
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def timed(fn, device, repeats: int, inner: int) -> float:
     return statistics.median(rounds)
 
 
-def matmul_gflops(device, n: int = 2048) -> float:
+def matmul_gflops(device) -> float:
+    n = 8192 if device.type == "cuda" else 2048  # large enough to fill the device
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     return 2 * n**3 / timed(lambda: torch.mm(a, b), device, 5, 5) / 1e9
@@ -71,30 +75,65 @@ def step_flops(model_id: str, batch: int, dim: int, hidden: int, k: int) -> floa
     return 5 * mm
 
 
+SIZES = {"mnist": (784, 1000, 25), "norb": (2048, 4000, 150)}  # D, M, k (002 sec. 4.2-4.4)
+MODELS = {"ae": lambda k: dict(activation="sigmoid", decoder="sigmoid"),
+          "ksparse": lambda k: dict(k=k, k_start=k, alpha=3)}
+
+
+def time_steps(device, sizes, batches, repeats, peak):
+    for size in sizes:
+        dim, hidden, k = SIZES[size]
+        for batch in batches:
+            torch.manual_seed(0)
+            x = torch.rand(batch, dim, device=device)
+            for model_id, kw in MODELS.items():
+                model = build(model_id, dim, hidden, **kw(k)).to(device)
+                model.on_epoch_start(0, 1)
+                sec = timed(step_fn(model, x, device), device, repeats, 10)
+                gflops = step_flops(model_id, batch, dim, hidden, k) / sec / 1e9
+                shape = f"{dim}-{hidden}-{dim}" if model_id == "ae" else f"{dim}-{hidden} k={k}"
+                print(f"{size:5s} {model_id:8s} {shape:14s} batch {batch:4d}: {sec * 1e3:7.2f} ms/step  "
+                      f"{batch / sec:9.0f} samples/s  {gflops:8.1f} GFLOP/s = {gflops / peak:5.1%} of matmul")
+
+
+def time_epoch(device, n_train=50_000, n_val=10_000, batch=100):
+    """Seconds of one fit() epoch (shuffle, steps, the epoch's one host read, validation probe)."""
+    from sae.train import fit
+    dim, hidden, k = SIZES["mnist"]
+    gen = torch.Generator(device=device).manual_seed(0)
+    x_train = torch.rand(n_train, dim, device=device, generator=gen)
+    x_val = torch.rand(n_val, dim, device=device, generator=gen)
+    for model_id, kw in MODELS.items():
+        model = build(model_id, dim, hidden, **kw(k)).to(device)
+        fit(model, x_train[:10 * batch], x_val, epochs=1, batch=batch, lr=0.001, progress=False)  # warm-up
+        times = []
+        for _ in range(3):
+            _sync(device)
+            start = time.perf_counter()
+            fit(model, x_train, x_val, epochs=1, batch=batch, lr=0.001, progress=False)
+            times.append(time.perf_counter() - start)
+        print(f"one MNIST epoch ({n_train} x {dim}, batch {batch}, {model_id}): "
+              f"{statistics.median(times):.3f} s (median of 3; {n_train / statistics.median(times):.0f} samples/s)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--size", nargs="+", choices=sorted(SIZES), default=["mnist"])
+    ap.add_argument("--batch", type=int, nargs="+", default=[256])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--epoch", action="store_true", help="also time one MNIST-sized fit() epoch")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    dim, hidden, k = 784, 1000, 25
     peak = matmul_gflops(device)
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"dense matmul (2048^3): {peak:.1f} GFLOP/s")
-    torch.manual_seed(0)
-    x = torch.rand(args.batch, dim, device=device)
-    for model_id, kw in (("ae", dict(activation="sigmoid", decoder="sigmoid")),
-                         ("ksparse", dict(k=k, k_start=k, alpha=3))):
-        model = build(model_id, dim, hidden, **kw).to(device)
-        model.on_epoch_start(0, 1)
-        sec = timed(step_fn(model, x, device), device, args.repeats, 10)
-        gflops = step_flops(model_id, args.batch, dim, hidden, k) / sec / 1e9
-        print(f"{model_id:8s} {dim}-{hidden}{'-' + str(dim) if model_id == 'ae' else f' k={k}'} "
-              f"batch {args.batch}: {sec * 1e3:7.2f} ms/step  {args.batch / sec:9.0f} samples/s  "
-              f"{gflops:6.1f} GFLOP/s = {gflops / peak:5.1%} of matmul")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({name}), torch {torch.__version__}")
+    print(f"dense float32 matmul: {peak:.1f} GFLOP/s")
+    time_steps(device, args.size, args.batch, args.repeats, peak)
+    if args.epoch:
+        time_epoch(device)
 
 
 if __name__ == "__main__":
