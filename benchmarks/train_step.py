@@ -6,9 +6,11 @@
 Prints ms per step and samples/s for `ae` (sigmoid D-M-D) and `ksparse` (D-M, k) at each
 size (mnist: 784-1000, k=25; norb: 2048-4000, k=150, the sizes of 002 sec. 4), and each
 step's FLOP rate as a fraction of a large torch.mm measured in the same run. A step is one
-call of the training loop's body: objective, backward, optimiser step, constraints.
+call of the training loop's body: objective, backward, optimiser step, constraints. On CUDA
+each step is also timed as sae.train.fit runs it there, replayed from a CUDA graph.
 --epoch also times one epoch of sae.train.fit over an MNIST-sized set (50,000 x 784 train,
-10,000 validation, batch 100, as the paper-scale `mnist` config), random pixels in [0, 1).
+10,000 validation, batch 100, as the paper-scale `mnist` config), random pixels in [0, 1);
+on CUDA with and without graph replay.
 """
 from __future__ import annotations
 
@@ -49,17 +51,24 @@ def matmul_gflops(device) -> float:
     return 2 * n**3 / timed(lambda: torch.mm(a, b), device, 5, 5) / 1e9
 
 
-def step_fn(model, x, device):
+def step_fn(model, x, device, graph: bool = False):
+    """One training step on the batch x; graph: captured once and replayed, as fit() does on CUDA."""
     opt = make_optimizer(model.param_groups(), "sgd", 0.001, 0.9)
     gen = torch.Generator(device=device).manual_seed(0)
 
-    def step():
-        loss, _ = model.objective(x, gen)
+    def body(xb):
+        loss, _ = model.objective(xb, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         model.after_step()
-    return step
+    if not graph:
+        return lambda: body(x)
+    from sae.cuda_graph import WARMUP_STEPS, StepGraph, warm_up
+    warm_up(body, [x] * WARMUP_STEPS)
+    captured = StepGraph(body, x, x.shape[0], gen)
+    rows = torch.arange(x.shape[0], device=device)
+    return lambda: captured.replay(rows)
 
 
 def step_flops(model_id: str, batch: int, dim: int, hidden: int, k: int) -> float:
@@ -87,13 +96,15 @@ def time_steps(device, sizes, batches, repeats, peak):
             torch.manual_seed(0)
             x = torch.rand(batch, dim, device=device)
             for model_id, kw in MODELS.items():
-                model = build(model_id, dim, hidden, **kw(k)).to(device)
-                model.on_epoch_start(0, 1)
-                sec = timed(step_fn(model, x, device), device, repeats, 10)
-                gflops = step_flops(model_id, batch, dim, hidden, k) / sec / 1e9
-                shape = f"{dim}-{hidden}-{dim}" if model_id == "ae" else f"{dim}-{hidden} k={k}"
-                print(f"{size:5s} {model_id:8s} {shape:14s} batch {batch:4d}: {sec * 1e3:7.2f} ms/step  "
-                      f"{batch / sec:9.0f} samples/s  {gflops:8.1f} GFLOP/s = {gflops / peak:5.1%} of matmul")
+                for graph in (False, True) if device.type == "cuda" else (False,):
+                    model = build(model_id, dim, hidden, **kw(k)).to(device)
+                    model.on_epoch_start(0, 1)
+                    sec = timed(step_fn(model, x, device, graph), device, repeats, 10)
+                    gflops = step_flops(model_id, batch, dim, hidden, k) / sec / 1e9
+                    shape = f"{dim}-{hidden}-{dim}" if model_id == "ae" else f"{dim}-{hidden} k={k}"
+                    print(f"{size:5s} {model_id:8s} {shape:14s} batch {batch:4d}{' graph' if graph else ''}: "
+                          f"{sec * 1e3:7.2f} ms/step  {batch / sec:9.0f} samples/s  "
+                          f"{gflops:8.1f} GFLOP/s = {gflops / peak:5.1%} of matmul")
 
 
 def time_epoch(device, n_train=50_000, n_val=10_000, batch=100):
@@ -104,16 +115,21 @@ def time_epoch(device, n_train=50_000, n_val=10_000, batch=100):
     x_train = torch.rand(n_train, dim, device=device, generator=gen)
     x_val = torch.rand(n_val, dim, device=device, generator=gen)
     for model_id, kw in MODELS.items():
-        model = build(model_id, dim, hidden, **kw(k)).to(device)
-        fit(model, x_train[:10 * batch], x_val, epochs=1, batch=batch, lr=0.001, progress=False)  # warm-up
-        times = []
-        for _ in range(3):
-            _sync(device)
-            start = time.perf_counter()
-            fit(model, x_train, x_val, epochs=1, batch=batch, lr=0.001, progress=False)
-            times.append(time.perf_counter() - start)
-        print(f"one MNIST epoch ({n_train} x {dim}, batch {batch}, {model_id}): "
-              f"{statistics.median(times):.3f} s (median of 3; {n_train / statistics.median(times):.0f} samples/s)")
+        for graph in (True, False) if device.type == "cuda" else (False,):
+            model = build(model_id, dim, hidden, **kw(k)).to(device)
+            run = dict(epochs=1, batch=batch, lr=0.001, progress=False, cuda_graph=graph)
+            fit(model, x_train[:10 * batch], x_val, **run)  # warm-up
+            times = []
+            for _ in range(3):
+                _sync(device)
+                start = time.perf_counter()
+                fit(model, x_train, x_val, **run)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+            sec = statistics.median(times)
+            print(f"one MNIST epoch ({n_train} x {dim}, batch {batch}, {model_id}"
+                  f"{', graph replay' if graph else ', eager' if device.type == 'cuda' else ''}): "
+                  f"{sec:.3f} s (median of 3; {n_train / sec:.0f} samples/s)")
 
 
 def main(argv=None):

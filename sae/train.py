@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from sae import metrics
+from sae.cuda_graph import WARMUP_STEPS, StepGraph, clone_generator, warm_up
 from sae.errors import ParamError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,15 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
         schedule: str = "constant", final_lr: float = 0.001, seed: int = 0,
         checkpoint: Path | None = None, checkpoint_every: int = 0, fingerprint: str = "",
         on_epoch: Callable[[dict], None] | None = None, name: str = "model",
-        progress: bool = True) -> list[dict]:
+        progress: bool = True, cuda_graph: bool = True) -> list[dict]:
     """Train `model` in place on x_train (N, D); return one dict of curves per epoch.
 
     The logged loss is the objective without weight decay (the optimiser applies that).
     checkpoint: file written every `checkpoint_every` epochs and resumed from when it exists
     and its `fingerprint` (a hash of the hyper-parameters) matches; removed at the end.
     on_epoch: called with each epoch's row (also for rows replayed from a checkpoint).
+    cuda_graph: on CUDA, replay each epoch's full batches from one captured graph
+    (sae.cuda_graph); the CPU ignores it.
     Raises TrainingError naming `name` and the epoch when the loss becomes NaN or inf.
     """
     if schedule not in SCHEDULES:
@@ -118,6 +121,9 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, initial=start, desc=name, unit="epoch", leave=False)
+    graphs = cuda_graph and device.type == "cuda"
+    pool = torch.cuda.graph_pool_handle() if graphs else None  # shared: one epoch's graph is never replayed after the next is captured
+    graph, graph_epoch, warm = None, None, 0
     model.train()
     for epoch in range(start, epochs):
         scheduled = model.on_epoch_start(epoch, epochs) or {}
@@ -127,15 +133,34 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
         recon_sum = torch.zeros((), device=device)
-        for i in range(steps):
-            xb = x_train[perm[i * batch:(i + 1) * batch]]
+
+        def step(xb):
             loss, recon = model.objective(xb, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             model.after_step()
-            loss_sum += loss.detach() * xb.shape[0]
-            recon_sum += recon.detach() * xb.shape[0]
+            loss_sum.add_(loss.detach() * xb.shape[0])
+            recon_sum.add_(recon.detach() * xb.shape[0])
+
+        for i in range(steps):
+            rows = perm[i * batch:(i + 1) * batch]
+            if graphs and rows.numel() == batch:
+                if warm < WARMUP_STEPS:
+                    warm_up(step, [x_train[rows]])
+                    warm += 1
+                    continue
+                if graph_epoch != epoch:  # each epoch bakes in its own lr, schedules and accumulators
+                    try:  # the last epoch's graph, holding the pool, is dropped only once this one exists
+                        graph, graph_epoch = StepGraph(step, x_train, batch, gen, pool), epoch
+                    except RuntimeError as err:  # an op that cannot be captured: train eagerly
+                        log.warning("%s: no CUDA graph (%s); training eagerly", name, str(err).splitlines()[0])
+                        graphs, graph = False, None
+                        gen = clone_generator(gen)  # a failed capture can leave gen marked as capturing
+                if graphs:
+                    graph.replay(rows)
+                    continue
+            step(x_train[rows])
         model.on_epoch_end(epoch, epochs)
         row = {"epoch": epoch, "lr": rate, "loss": loss_sum / n, "recon": recon_sum / n,
                **probe(model, x_val)}
