@@ -8,7 +8,6 @@ then the numbers are replaced with ones chosen to make some claims hold and othe
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from sae.evaluate import write_hist_csv
 from sae.report import claims as C
 from sae.report import report as R
 from sae.report import tables as T
@@ -77,14 +77,6 @@ def _metrics(template, model, k=None):
     return m
 
 
-def _write_hist(path: Path, hist: dict) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bin_left", "bin_right", "bin_center", "count"])
-        for lo, hi, c in zip(hist["left"], hist["right"], hist["count"]):
-            w.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])
-
-
 @pytest.fixture
 def workspace(tmp_path, templates):
     metrics_t, hist, ft_t = templates
@@ -95,7 +87,7 @@ def workspace(tmp_path, templates):
     g = torch.Generator().manual_seed(1)
     for m in MODELS:
         (ws / "metrics" / "mnist5k" / f"{m}.json").write_text(json.dumps(_metrics(metrics_t, m), indent=2))
-        _write_hist(ws / "metrics" / "mnist5k" / f"{m}_hist.csv", hist)
+        write_hist_csv(ws / "metrics" / "mnist5k" / f"{m}_hist.csv", hist)
         ft = copy.deepcopy(ft_t)
         acc = 1 - ERR[m] / 2
         for kind, a in (("shallow", acc), ("deep", acc + 0.005), ("none", 0.9)):
@@ -125,7 +117,7 @@ def workspace(tmp_path, templates):
         kd.mkdir(parents=True)
         (kd / "metrics.json").write_text(json.dumps(_metrics(metrics_t, "ksparse", k)))
         (kd / "hparams.json").write_text(json.dumps({"model": "ksparse", "k": k, "hidden": 16, "input": "pixels"}))
-        _write_hist(kd / "hist.csv", hist)
+        write_hist_csv(kd / "hist.csv", hist)
         torch.save({"W": torch.randn(16, 784, generator=g)}, kd / "model.pt")
     # 003 predictions in sweep_figures' format: (a) fails, (b) holds; (c) and fig3 absent
     fig = ws / "reports" / "figures"
