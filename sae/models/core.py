@@ -80,7 +80,7 @@ class Autoencoder(torch.nn.Module):
 
     def pre_activation(self, x):
         """a = x @ W.T + b; x (B,D) -> (B,M)."""
-        return x @ self.W.t() + self.b
+        return torch.addmm(self.b, x, self.W.t())  # bias inside the GEMM: one pass, no (B,M) temporary
 
     def encode(self, x):
         """h = s(a); x (B,D) -> (B,M)."""
@@ -88,7 +88,7 @@ class Autoencoder(torch.nn.Module):
 
     def decode(self, h):
         """x_hat = s_d(h @ W_dec.T + c); h (B,M) -> (B,D)."""
-        out = h @ self.decoder_weight.t() + self.c
+        out = torch.addmm(self.c, h, self.decoder_weight.t())
         return torch.sigmoid(out) if self.decoder == "sigmoid" else out
 
     def dh_da(self, x, h):
