@@ -94,6 +94,29 @@ def test_frozen_layers_stay_put_in_the_layer_wise_schedule(optdigits):
     assert all(p.requires_grad for p in net.parameters())  # freezing is undone afterwards
 
 
+def test_weight_decay_equals_the_penalty_in_the_loss(optdigits):
+    """train() hands weight_decay * ||W||^2 to the optimiser as its gradient; one epoch equals
+    SGD on cross-entropy + weight_decay * sum ||W||^2 written into the loss (biases undecayed)."""
+    hp, state = _pretrained(optdigits, "ae", epochs=1)
+    x, y = optdigits["x_train"][:200], optdigits["y_train"][:200]
+    nets = [finetune.Network([rebuild(hp, state)], 10) for _ in range(2)]
+    finetune.train(nets[0], list(nets[0].parameters()), x, y, epochs=1, batch=50, lr=0.1, final_lr=0.1,
+                   momentum=0.9, weight_decay=0.01, generator=torch.Generator().manual_seed(0))
+    net = nets[1]
+    params = [*finetune.encoder_parameters(net.layers[0]), *net.head.parameters()]
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
+    net.train()
+    for rows in perm.split(50):
+        loss = torch.nn.functional.cross_entropy(net(x[rows]), y[rows])
+        loss = loss + 0.01 * sum(p.pow(2).sum() for p in params if p.dim() == 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for a, b in zip(nets[0].parameters(), net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_pretraining_regularisers_carry_into_fine_tuning():
     """002 sec. 4.5: dropout / denoising perturb in training mode only; k-sparse keeps alpha*k units."""
     from sae.models import build
