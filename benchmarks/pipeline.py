@@ -75,7 +75,8 @@ def lock_rewrite_seconds(lock: Path) -> tuple[int, float, float]:
     one stage at a time (timed on every 5th prefix of its stages)."""
     from ruamel.yaml import YAML
     yaml = YAML()  # round-trip, as DVC's modify_yaml
-    full = yaml.load(lock.read_text())
+    text = lock.read_text()
+    full = yaml.load(text)
     names = list(full["stages"])
 
     def rewrite(n):
@@ -87,7 +88,7 @@ def lock_rewrite_seconds(lock: Path) -> tuple[int, float, float]:
         return time.perf_counter() - start
 
     summed = sum(5 * rewrite(n) for n in range(3, len(names) + 1, 5))
-    return len(lock.read_text().splitlines()), rewrite(len(names)), summed
+    return len(text.splitlines()), rewrite(len(names)), summed
 
 
 def show(label, times):

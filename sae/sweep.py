@@ -273,7 +273,8 @@ def run_sweep(model_id: str, cfg: dict, x_train: torch.Tensor, x_probe: torch.Te
             arrays = {"train": x_train.numpy(), "probe": x_probe.numpy(), "eval": x_eval.numpy()}
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=_worker_context(),
                                                            initializer=_init_worker, initargs=(arrays, cfg, seed)))
-            done = as_completed([pool.submit(_work, i, model_id, p) for i, p in enumerate(points)])
+            futures = [pool.submit(_work, i, model_id, p) for i, p in enumerate(points)]
+            done = (f.result() for f in as_completed(futures))
         else:
             stack.enter_context(_one_thread(device))
             done = (_in_process(i, model_id, cfg, p, x_train, x_probe, x_eval, seed) for i, p in enumerate(points))
@@ -281,8 +282,7 @@ def run_sweep(model_id: str, cfg: dict, x_train: torch.Tensor, x_probe: torch.Te
         if progress:
             from tqdm.auto import tqdm
             bar = stack.enter_context(tqdm(total=len(points), desc=desc or model_id, unit="fit"))
-        for result in done:
-            i, row, seconds = result.result() if workers > 1 else result
+        for i, row, seconds in done:  # (index, table row, CPU seconds), in completion order
             rows[i], cpu = row, cpu + seconds
             if bar is not None:
                 bar.update(1)
