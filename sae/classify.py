@@ -16,41 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from sae.catalog import OPTIMIZERS
 from sae.errors import ParamError
-from sae.params import check_keys
-from sae.train import make_optimizer
-
-OPTIMIZERS = ("adam", "sgd")
-
-
-def check_config(cfg) -> dict:
-    """Validate the `classify` group of params.yaml; return it with typed values."""
-    schema = {"l2": list, "epochs": int, "batch": int, "lr": float, "optimizer": str, "momentum": float}
-    check_keys("classify", cfg, schema)
-    out = dict(cfg)
-    grid = cfg["l2"]
-    if not isinstance(grid, list) or not grid or not all(_is_number(v) and v >= 0 for v in grid):
-        raise ParamError(f"classify.l2={grid!r}: expected a non-empty list of numbers >= 0")
-    out["l2"] = [float(v) for v in grid]
-    for key in ("epochs", "batch"):
-        if not _is_int(cfg[key]) or cfg[key] < 1:
-            raise ParamError(f"classify.{key}={cfg[key]!r}: expected an integer >= 1")
-    if not _is_number(cfg["lr"]) or cfg["lr"] <= 0:
-        raise ParamError(f"classify.lr={cfg['lr']!r}: expected a number > 0")
-    if not _is_number(cfg["momentum"]) or not 0 <= cfg["momentum"] < 1:
-        raise ParamError(f"classify.momentum={cfg['momentum']!r}: expected a number in [0, 1)")
-    if cfg["optimizer"] not in OPTIMIZERS:
-        raise ParamError(f"classify.optimizer={cfg['optimizer']!r}: allowed: {', '.join(OPTIMIZERS)}")
-    out["lr"], out["momentum"] = float(cfg["lr"]), float(cfg["momentum"])
-    return out
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+from sae.optim import make_optimizer
 
 
 def standardize_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,47 +1,31 @@
-"""Evaluate a trained autoencoder on fixed features (DESIGN.md sec. 4, `evaluate`).
+"""Evaluate trained autoencoders on fixed features (the `evaluate` stages).
 
-Features of the test split: reconstruction error, Gini, Hoyer (mean and std over samples),
-SSD, activation fraction and dead units (thresholds of 003 sec. 3), the hidden-activity
-histogram (002 Fig. 4), and the test error of logistic regression whose L2 strength is
-chosen on the validation split (002 Tables 1-2, 001 sec. IV-A.4). For ksparse, features
-keep the alpha*k largest units with alpha chosen on validation too (002 sec. 2.2, 4.4).
+For every model of a trained batch (each seed, each k of a k sweep), on the test split:
+reconstruction error, Gini, Hoyer (mean and std over the test samples), SSD, activation
+fraction and dead units (thresholds of 003 sec. 3), the hidden-activity histogram (002
+Fig. 4), and the test error of logistic regression whose L2 strength is chosen on the
+validation split (002 Tables 1-2, 001 sec. IV-A.4). For ksparse the features keep the
+alpha*k largest units, alpha chosen on validation too (002 sec. 2.2, 4.4). The seeds are
+then summarised (sae.stats.summary): mean and std over seeds, and every per-seed value.
 """
 from __future__ import annotations
 
-import json
+import csv
 import logging
 import math
 from pathlib import Path
 
 import torch
 
-from sae import classify, metrics
-from sae.errors import DataError, ParamError
-from sae.params import check_keys
-from sae.models.ksparse import KSparse, topk_mask
+from sae import catalog, classify, metrics, stats
+from sae.models.ksparse import KSparse
+from sae.rng import stream_seed
 
 log = logging.getLogger(__name__)
 
-# Keys present in every metrics dict, labelled or not (values may be None, never NaN).
-MEASURE_KEYS = ("recon_error", "gini", "hoyer", "ssd", "activation_fraction", "dead_fraction",
-                "threshold", "units", "n_test")
-LOGREG_KEYS = ("test_error", "test_accuracy", "val_error", "l2")
-
-
-def check_config(cfg) -> dict:
-    """Validate the `evaluate` group of params.yaml; return it with typed values."""
-    schema = ("alphas", "hist_bins", "batch", "threads")
-    check_keys("evaluate", cfg, schema)
-    alphas = cfg["alphas"]
-    if not isinstance(alphas, list) or not alphas or not all(
-            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a >= 1
-            for a in alphas):
-        raise ParamError(f"evaluate.alphas={alphas!r}: expected a non-empty list of numbers >= 1 (002 sec. 2.2)")
-    for key, low in (("hist_bins", 1), ("batch", 1), ("threads", 0)):
-        v = cfg[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ParamError(f"evaluate.{key}={v!r}: expected an integer >= {low}")
-    return {**cfg, "alphas": [float(a) for a in alphas]}
+# measures with a spread over test samples (per seed: its mean and std over the samples)
+SAMPLE_MEASURES = ("recon_error", "gini", "hoyer")
+SET_MEASURES = ("ssd", "activation_fraction", "dead_fraction")
 
 
 @torch.no_grad()
@@ -50,189 +34,164 @@ def batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     return torch.cat([fn(xb) for xb in x.split(batch)])
 
 
-def ksparse_units(model: KSparse, alpha: float) -> int:
-    """Units kept at encoding: round(alpha * k), capped at the hidden size (002 sec. 2.2)."""
-    return min(int(round(alpha * model.k)), model.hidden)
-
-
-def ksparse_features(model: KSparse, x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """h = s(W x + b) with only its alpha*k largest units kept (002 sec. 2.2, 'Sparse Encoding')."""
-    from sae.models.core import ACTIVATIONS
-    h = ACTIVATIONS[model.activation](model.pre_activation(x))
-    return h * topk_mask(h, ksparse_units(model, alpha))
-
-
-def _mean_std(v: torch.Tensor) -> dict:
-    return {"mean": float(v.mean()), "std": float(v.std(correction=0))}
+def codes(model, x: torch.Tensor, batch: int, alpha: float | None = None) -> torch.Tensor:
+    """Classification codes (N, M) of a one-model batch (ksparse: alpha*k units)."""
+    if isinstance(model, KSparse):
+        return batched(lambda xb: model.features(xb, alpha)[0], x, batch)
+    return batched(lambda xb: model.features(xb)[0], x, batch)
 
 
 def measures(h: torch.Tensor, threshold: float) -> dict:
-    """Sparsity measures of codes h (N, M): Gini (000), Hoyer + SSD (001), fractions (003)."""
-    out = {"gini": _mean_std(metrics.gini(h))}
+    """Sparsity measures of codes h (N, M): Gini (000), Hoyer and SSD (001), fractions (003)."""
+    out = {"gini": _over_samples(metrics.gini(h))}
     if h.shape[1] >= 2:
-        out["hoyer"] = _mean_std(metrics.hoyer(h))
+        out["hoyer"] = _over_samples(metrics.hoyer(h))
         out["ssd"] = float(metrics.ssd(h))
     else:  # Hoyer's denominator sqrt(M) - 1 is 0
-        out["hoyer"] = {"mean": None, "std": None}
+        out["hoyer"] = {"mean": None, "sample_std": None}
         out["ssd"] = None
     out["activation_fraction"] = float(metrics.activation_fraction(h, threshold))
     out["dead_fraction"] = float(metrics.dead_fraction(h, threshold))
-    out["threshold"] = float(threshold)
-    out["units"] = int(h.shape[1])
     return out
 
 
+def _over_samples(v: torch.Tensor) -> dict:
+    return {"mean": float(v.mean()), "sample_std": float(v.std(correction=0))}
+
+
 @torch.no_grad()
-def histogram(h: torch.Tensor, bins: int) -> dict:
-    """Counts of all entries of h over `bins` equal bins spanning [min, max] (002 Fig. 4)."""
-    lo, hi = float(h.min()), float(h.max())
+def histogram(h: torch.Tensor, bins: int, lo: float | None = None, hi: float | None = None) -> dict:
+    """Counts of all entries of h over `bins` equal bins spanning [lo, hi] (default: h's range), 002 Fig. 4."""
+    lo = float(h.min()) if lo is None else lo
+    hi = float(h.max()) if hi is None else hi
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts = torch.histc(h.reshape(-1).to(torch.float64), bins=bins, min=lo, max=hi)
     edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
-    return {"left": edges[:-1].tolist(), "right": edges[1:].tolist(),
-            "count": [int(c) for c in counts.tolist()]}
+    return {"left": edges[:-1].tolist(), "right": edges[1:].tolist(), "count": [int(c) for c in counts.tolist()]}
 
 
-def evaluate(model, data: dict, *, n_classes: int, classify_cfg: dict, alphas=(1.0,),
-             hist_bins: int = 50, batch: int = 4096, seed: int = 0) -> tuple[dict, dict]:
-    """Metrics of a trained `model` on `data` (tensors x_train, x_val, x_test on one device,
-    and y_* int64 tensors or None when the set is unlabelled).
+def evaluate_one(model, data: dict, *, n_classes: int, classify_cfg, alphas=(1.0,), batch: int = 4096,
+                 seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Metrics of ONE trained model (a batch of n_models = 1) on `data` (tensors x_train, x_val,
+    x_test on one device, y_* int64 tensors or None when unlabelled); returns (metrics, test codes).
 
-    Returns (metrics, histogram). Model selection (L2; alpha for ksparse) uses only
-    the training and validation splits; y_test is read once, for the final error.
+    Model selection (L2; alpha for ksparse) uses only the training and validation splits;
+    y_test is read once, for the final error.
     """
     model.eval()
-    fit_kwargs = {k: classify_cfg[k] for k in ("epochs", "batch", "lr", "optimizer", "momentum")}
-    labelled = data.get("y_train") is not None
+    fit_kwargs = {k: getattr(classify_cfg, k) for k in ("epochs", "batch", "lr", "optimizer", "momentum")}
     is_ksparse = isinstance(model, KSparse)
-    threshold = metrics.ACTIVATION_THRESHOLD.get(getattr(model, "activation", "linear"), 0.0)
+    threshold = catalog.activation_threshold(getattr(model, "activation", "linear"))
     x_te = data["x_test"]
-
-    result: dict = {}
-    logreg: dict = {k: None for k in LOGREG_KEYS}
-    if is_ksparse:
-        logreg["alpha"] = float(model.alpha)
-    if labelled:
-        feature_fns = ({a: (lambda x, a=a: ksparse_features(model, x, a)) for a in alphas}
-                       if is_ksparse else {None: model.features})
+    logreg: dict = {"test_error": None, "val_error": None, "l2": None}
+    alpha = float(model.alpha) if is_ksparse else None
+    if data.get("y_train") is not None:
         best = None
-        for alpha, fn in feature_fns.items():
-            f_tr, f_va = batched(fn, data["x_train"], batch), batched(fn, data["x_val"], batch)
-            l2, val_errors, clf = classify.select_l2(f_tr, data["y_train"], f_va, data["y_val"],
-                                                     classify_cfg["l2"], n_classes, seed=seed, **fit_kwargs)
+        for a in (alphas if is_ksparse else (None,)):
+            f_tr, f_va = codes(model, data["x_train"], batch, a), codes(model, data["x_val"], batch, a)
+            l2, val_errors, clf = classify.select_l2(f_tr, data["y_train"], f_va, data["y_val"], classify_cfg.l2,
+                                                     n_classes, seed=stream_seed(seed, "classify"), **fit_kwargs)
             err = min(val_errors)
-            log.info("alpha=%s: validation error per l2 %s", alpha,
-                     ", ".join(f"{g:g}:{e:.4f}" for g, e in zip(classify_cfg["l2"], val_errors)))
+            log.debug("alpha=%s: validation error per l2 %s", a, val_errors)
             if best is None or err < best[0]:  # ties keep the smaller alpha (listed first)
-                best = (err, alpha, l2, clf)
+                best = (err, a, l2, clf)
         val_error, alpha, l2, clf = best
-        features = feature_fns[alpha]
-        f_te = batched(features, x_te, batch)
-        test_error = classify.error_rate(clf, f_te, data["y_test"])
-        logreg.update(test_error=test_error, test_accuracy=1.0 - test_error, val_error=val_error, l2=l2)
-        if is_ksparse:
-            logreg["alpha"] = float(alpha)
+        f_te = codes(model, x_te, batch, alpha)
+        logreg.update(test_error=classify.error_rate(clf, f_te, data["y_test"]), val_error=val_error, l2=l2)
     else:
         logreg["skipped"] = "unlabelled dataset: no classifier"
-        alpha = float(model.alpha) if is_ksparse else None
-        features = (lambda x: ksparse_features(model, x, alpha)) if is_ksparse else model.features
-        f_te = batched(features, x_te, batch)
-        if is_ksparse:
-            logreg["alpha_note"] = "no labels to choose alpha on: the model's own alpha"
-
-    # The model's reconstruction (training encoding; k units for ksparse); 0 for raw pixels.
-    x_hat = batched(lambda x: model.decode(model.encode(x)), x_te, batch)
-    result["recon_error"] = _mean_std(metrics.reconstruction_error(x_te, x_hat))
-    result.update(measures(f_te, threshold))
-    result["n_test"] = int(x_te.shape[0])
+        f_te = codes(model, x_te, batch, alpha)
     if is_ksparse:
-        result["units"] = ksparse_units(model, logreg["alpha"])
-    result["logreg"] = logreg
-    if result["hoyer"]["mean"] is None:
-        result["hoyer"]["note"] = "one unit: Hoyer sparseness undefined"
-    bad = _null_nonfinite(result)
-    if bad:
-        result["nonfinite"] = "not finite, written as null: " + ", ".join(bad)
-    return result, histogram(torch.nan_to_num(f_te), hist_bins)
+        logreg["alpha"] = alpha
+    # the model's reconstruction (training encoding; k units for ksparse); 0 for raw pixels
+    x_hat = batched(lambda xb: model.decode(model.encode(xb))[0], x_te, batch)
+    result = {"recon_error": _over_samples(metrics.reconstruction_error(x_te, x_hat)), **measures(f_te, threshold),
+              "logreg": logreg, "units": int(model.units_kept(alpha)) if is_ksparse else int(f_te.shape[1])}
+    return result, f_te
 
 
-def _null_nonfinite(d: dict, prefix: str = "") -> list[str]:
-    """Replace NaN/inf floats in a nested dict by None in place; return their dotted keys."""
-    bad = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            bad += _null_nonfinite(v, f"{prefix}{k}.")
-        elif isinstance(v, float) and not math.isfinite(v):
-            d[k] = None
-            bad.append(prefix + k)
-    return bad
-
-
-def has_nan(obj) -> bool:
-    """True if a nested dict/list holds a float NaN or inf anywhere."""
-    if isinstance(obj, float):
-        return not math.isfinite(obj)
-    if isinstance(obj, dict):
-        return any(has_nan(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(has_nan(v) for v in obj)
-    return False
-
-
-# keys of hparams.json (stages/train.py) that describe the run, not the model
-RUN_KEYS = ("dataset", "model", "seed", "in_dim")
-
-
-def rebuild(hparams: dict, state_dict: dict | None = None):
-    """The trained model described by a train stage's hparams.json, with its weights loaded."""
-    from sae.models import build
-    from sae.params import LOOP_KEYS
-    model_params = {k: v for k, v in hparams.items() if k not in LOOP_KEYS and k not in RUN_KEYS}
-    model = build(hparams["model"], hparams["in_dim"], hparams["hidden"], **model_params)
-    if state_dict is not None:
-        model.load_state_dict(state_dict)
-    return model.eval()
-
-
-def trained_model_dir(dataset: str, model_id: str, models_dir: Path = Path("models")) -> Path:
-    """models/<D>/<M>, once train@D-M has written model.pt and hparams.json (DataError otherwise)."""
-    out = Path(models_dir) / dataset / model_id
-    for name in ("model.pt", "hparams.json"):
-        if not (out / name).is_file():
-            raise DataError(f"{out / name}: missing; run `dvc repro train@{dataset}-{model_id}` first")
+def summarise(per_seed: list[dict], seeds) -> dict:
+    """The per-seed results of evaluate_one as mean +- std over seeds with every per-seed value
+    (sample_std: the mean over seeds of the spread over test samples)."""
+    out = {"n_seeds": len(per_seed), "seeds": list(seeds)}
+    for key in SAMPLE_MEASURES:
+        out[key] = stats.summary([r[key]["mean"] for r in per_seed],
+                                 sample_std=_mean([r[key]["sample_std"] for r in per_seed]))
+    for key in SET_MEASURES:
+        out[key] = stats.summary([r[key] for r in per_seed])
+    lr = [r["logreg"] for r in per_seed]
+    out["logreg"] = {"test_error": stats.summary([x["test_error"] for x in lr]),
+                     "val_error": stats.summary([x["val_error"] for x in lr]),
+                     "l2": [x["l2"] for x in lr]}
+    if "alpha" in lr[0]:
+        out["logreg"]["alpha"] = [x["alpha"] for x in lr]
+    if "skipped" in lr[0]:
+        out["logreg"]["skipped"] = lr[0]["skipped"]
+    out["units"] = per_seed[0]["units"]
     return out
 
 
-def load_trained(model_dir: Path, device: torch.device) -> tuple[dict, dict]:
-    """(hparams, state_dict) of a trained model directory, tensors on `device`."""
-    hparams = json.loads((Path(model_dir) / "hparams.json").read_text())
-    return hparams, torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
+def _mean(values):
+    ok = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(ok) / len(ok) if ok else None
 
 
-def stage_device(name: str, threads: int) -> torch.device:
-    """params.yaml's `device`; on CPU with `threads` > 0, torch uses that many threads."""
-    from sae.train import resolve_device
-    device = resolve_device(name)
-    if device.type == "cpu" and threads:
-        torch.set_num_threads(threads)
-    return device
+def evaluate_batch(model, layout, data: dict, *, n_classes: int, classify_cfg, evaluate_cfg) -> tuple[dict, list]:
+    """Every model of a trained batch (layout: sae.models.batch.Layout): the metrics dict of the
+    configuration (variant 0) with its k-sweep variants under "variants", and the histogram
+    rows (variant label, bin_left, bin_right, count) of each variant's test codes (first seed)."""
+    threshold = catalog.activation_threshold(getattr(model, "activation", "linear"))
+    results, hist_rows = [], []
+    for v in range(len(layout.variants)):
+        per_seed = []
+        for g, seed in zip(layout.models_of(v), layout.seeds):
+            r, h = evaluate_one(model.select(g), data, n_classes=n_classes, classify_cfg=classify_cfg,
+                                alphas=evaluate_cfg.alphas, batch=evaluate_cfg.batch, seed=seed)
+            per_seed.append(r)
+            if g == layout.models_of(v)[0]:
+                hist = histogram(torch.nan_to_num(h), evaluate_cfg.hist_bins)
+        label = layout.label(v)
+        hist_rows += [(label, lo, hi, c) for lo, hi, c in zip(hist["left"], hist["right"], hist["count"])]
+        results.append({**summarise(per_seed, layout.seeds), "threshold": threshold,
+                        "n_test": int(data["x_test"].shape[0])})
+        log.info("%s: test error %s, hoyer %s", label or "model", _fmt(results[-1]["logreg"]["test_error"]),
+                 _fmt(results[-1]["hoyer"]))
+    out = results[0]
+    if len(results) > 1:
+        out["variants"] = {layout.label(v): {**layout.variants[v], **results[v]} for v in range(1, len(results))}
+    bad = null_nonfinite(out)
+    if bad:
+        out["nonfinite"] = "not finite, written as null: " + ", ".join(bad)
+    return out, hist_rows
 
 
-def prepared_tensors(dataset: str, view: str, device: torch.device) -> tuple[dict, dict]:
-    """(tensors, meta) of data/prepared/<D> in input view `view`: x_/y_ train/val/test on `device`
-    (None where the split has no such array)."""
-    from sae.data import prepared
-    data = prepared.read(Path("data/prepared") / dataset, view)
-    tensors = {k: (None if v is None else torch.from_numpy(v).to(device)) for k, v in data.items() if k != "meta"}
-    return tensors, data["meta"]
+def _fmt(s: dict) -> str:
+    if s.get("mean") is None:
+        return "n/a"
+    return f"{s['mean']:.4g}" + (f" +- {s['std']:.2g}" if s.get("std") is not None else "") + f" (n={s['n']})"
 
 
-def write_hist_csv(path: Path, hist: dict) -> None:
-    """The hidden-activity histogram of evaluate() as CSV: bin_left, bin_right, bin_center, count."""
-    import csv
+def null_nonfinite(d, prefix: str = "") -> list[str]:
+    """Replace NaN/inf floats in a nested dict/list by None in place; return their dotted keys."""
+    bad = []
+    items = d.items() if isinstance(d, dict) else enumerate(d)
+    for k, v in list(items):
+        if isinstance(v, (dict, list)):
+            bad += null_nonfinite(v, f"{prefix}{k}.")
+        elif isinstance(v, float) and not math.isfinite(v):
+            d[k] = None
+            bad.append(f"{prefix}{k}")
+    return bad
+
+
+HIST_COLUMNS = ("variant", "bin_left", "bin_right", "bin_center", "count")
+
+
+def write_hist_csv(path: Path, rows) -> None:
+    """Histogram rows (variant, left, right, count) as CSV with HIST_COLUMNS."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["bin_left", "bin_right", "bin_center", "count"])
-        for lo, hi, c in zip(hist["left"], hist["right"], hist["count"]):
-            writer.writerow([f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])
+        writer.writerow(HIST_COLUMNS)
+        for variant, lo, hi, c in rows:
+            writer.writerow([variant, f"{lo:.6g}", f"{hi:.6g}", f"{(lo + hi) / 2:.6g}", c])

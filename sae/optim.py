@@ -1,19 +1,21 @@
-"""SGD with momentum and Adam on torch's fused update kernels, without torch.optim.
+"""SGD with momentum and Adam, written with public tensor operations.
 
-Why not torch.optim: its first optimiser step imports torch._dynamo (1.3 s here), and every
-DVC stage is a new process, so each train/evaluate/finetune/sweep stage paid that second
-(about 165 s of the default `dvc repro`). These classes call the kernels that
-torch.optim.SGD / Adam(fused=True) call (torch._fused_sgd_, torch._fused_adam_), with the
-same state layout, so updates and checkpoints are bit-identical (tests/test_optim.py).
+Why not torch.optim: constructing a torch.optim optimizer imports torch._dynamo (0.9-1.3 s
+here), and every DVC stage is a new process, so each train/evaluate/finetune/sweep stage
+would pay that second. The updates below are torch's documented algorithms, operation for
+operation (SGD: bit-identical to torch.optim.SGD(foreach=False); Adam: equal to
+torch.optim.Adam within float rounding, tests/test_optim.py), and they capture into a CUDA
+graph: no value changes between steps but the tensors themselves.
 
 Both keep torch's interface where the loops use it: `param_groups` (dicts whose "lr" a
 schedule may set), `zero_grad()`, `step()`, `state_dict()`, `load_state_dict()`.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
+
+from sae.catalog import OPTIMIZERS
+from sae.errors import ParamError
 
 
 def _groups(params, defaults: dict) -> list[dict]:
@@ -24,16 +26,7 @@ def _groups(params, defaults: dict) -> list[dict]:
     return [{**defaults, **g, "params": list(g["params"])} for g in params]
 
 
-def _by_device_and_dtype(*lists):
-    """Split parallel tensor lists by (device, dtype) of the first: the fused kernels take one of each."""
-    out = defaultdict(lambda: tuple([] for _ in lists))
-    for items in zip(*lists):
-        for bucket, item in zip(out[(items[0].device, items[0].dtype)], items):
-            bucket.append(item)
-    return out.values()
-
-
-class _Fused:
+class _Optimizer:
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
         self.param_groups = _groups(params, defaults)
@@ -71,42 +64,35 @@ class _Fused:
             self.state[p] = {k: (v.to(p.device) if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
 
 
-class FusedSGD(_Fused):
-    """SGD with momentum (002 eq. 11; 003 sec. 3) in torch's form: v <- mu v + (g + wd p),
-    p <- p - lr v; the first step sets v = g + wd p."""
+class SGD(_Optimizer):
+    """SGD with momentum (002 eq. 11; 003 sec. 3) in torch's form: d = g + wd p;
+    v <- mu v + d (v = d at the first step); p <- p - lr v."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                                  "dampening": 0.0, "nesterov": False})
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            momentum = group["momentum"]
-            if momentum == 0:
-                self._update(group, params, [], first=False)
-                continue
-            new = [p for p in params if "momentum_buffer" not in self.state.get(p, {})]
-            old = [p for p in params if "momentum_buffer" in self.state.get(p, {})]
-            for p in new:
-                self.state.setdefault(p, {})["momentum_buffer"] = torch.empty_like(p.grad)
-            for subset, first in ((new, True), (old, False)):
-                self._update(group, subset, [self.state[p]["momentum_buffer"] for p in subset], first)
-
-    def _update(self, group, params, buffers, first: bool) -> None:
-        if not params:
-            return
-        lists = (params, [p.grad for p in params]) + ((buffers,) if buffers else ())
-        for bucket in _by_device_and_dtype(*lists):
-            torch._fused_sgd_(bucket[0], bucket[1], bucket[2] if buffers else [],
-                              weight_decay=group["weight_decay"], momentum=group["momentum"], lr=group["lr"],
-                              dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
-                              is_first_step=first)
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                if mu != 0:
+                    state = self.state.setdefault(p, {})
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = torch.clone(d).detach()
+                    else:
+                        buf.mul_(mu).add_(d)
+                    d = buf
+                p.add_(d, alpha=-lr)
 
 
-class FusedAdam(_Fused):
-    """Adam (Kingma and Ba) with L2 weight decay added to the gradient, as torch.optim.Adam."""
+class Adam(_Optimizer):
+    """Adam (Kingma and Ba) with L2 weight decay added to the gradient, as torch.optim.Adam; the
+    step count and bias corrections are tensors, so a captured step replays correctly."""
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
@@ -114,20 +100,29 @@ class FusedAdam(_Fused):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if not self.state.get(p):
-                    self.state[p] = {"step": torch.tensor(0.0, dtype=torch.float32, device=p.device),
-                                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-            if not params:
-                continue
-            s = [self.state[p] for p in params]
-            beta1, beta2 = group["betas"]
-            for ps, gs, m1, m2, steps in _by_device_and_dtype(params, [p.grad for p in params],
-                                                             [x["exp_avg"] for x in s], [x["exp_avg_sq"] for x in s],
-                                                             [x["step"] for x in s]):
-                torch._foreach_add_(steps, 1)
-                torch._fused_adam_(ps, gs, m1, m2, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                                   beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                                   maximize=False)
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                if not state:
+                    state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                             "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                step = state["step"].add_(1)
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias1 = 1 - torch.pow(beta1, step)
+                bias2_sqrt = (1 - torch.pow(beta2, step)).sqrt()
+                denom = (state["exp_avg_sq"].sqrt() / bias2_sqrt).add_(eps)
+                p.sub_(state["exp_avg"] / denom * (lr / bias1))
+
+
+def make_optimizer(params, optimizer: str, lr: float, momentum: float):
+    """SGD with momentum as in the papers (002 eq. 11); Adam as an option. params: tensors or
+    groups (a model's param_groups() carries its weight decay)."""
+    if optimizer == "sgd":
+        return SGD(params, lr=lr, momentum=momentum)
+    if optimizer == "adam":
+        return Adam(params, lr=lr)
+    raise ParamError(f"optimizer={optimizer!r}: allowed: {', '.join(OPTIMIZERS)}")

@@ -3,15 +3,15 @@ import json
 import logging
 from pathlib import Path
 
-from sae.cli import run_stage
+from sae.cli import expect_args, run_stage
 
 
 def main(params, args):
-    (dataset,) = args
+    dataset, raw_dir, out_dir = expect_args(args, "DATASET RAW_DIR OUT_DIR")
     from sae.data import prepared, sources
-    cfg = params["data"][dataset]
-    splits = sources.load(dataset, Path("data/raw") / dataset, cfg)
-    meta = prepared.write(splits, Path("data/prepared") / dataset, dataset=dataset, std_eps=cfg["std_eps"])
+    cfg = params.data[dataset]
+    splits = sources.load(dataset, Path(raw_dir), cfg)
+    meta = prepared.write(splits, Path(out_dir), dataset=dataset, std_eps=cfg["std_eps"])
     logging.getLogger("prepare").info("%s: %s", dataset, json.dumps(meta["n"]))
 
 

@@ -1,54 +1,67 @@
-"""train@D-M: train autoencoder M on prepared dataset D; write weights, hyper-parameters, curves."""
+"""train-<paper>@D-M: model M of a paper's protocol on prepared dataset D, every seed (and k)
+as one batch -> model.pt, hparams.json, stages.pt and per-epoch curves (dvclive) in OUT_DIR."""
 import hashlib
 import json
 import logging
 from pathlib import Path
 
-from sae.cli import run_stage
-from sae.params import model_config
+from sae.cli import expect_args, run_stage
 
 VAL_PROBE = 1000  # size of the fixed validation batch behind the per-epoch curves
 
 
 def main(params, args):
-    dataset, model_id = args
-    cfg = model_config(params, dataset, model_id)
-    import torch
+    paper, dataset, name, data_dir, out_dir, checkpoint = expect_args(
+        args, "PAPER DATASET MODEL DATA_DIR OUT_DIR CHECKPOINT")
+    from sae.config.protocol import run_config
+    cfg = run_config(params, paper, dataset, name)
     from dvclive import Live
+    from sae.cli import stage_device
     from sae.data import prepared
-    from sae.train import resolve_device, train_model
+    from sae.models import build, store
+    from sae.models.batch import layout
+    from sae.provenance import code_fingerprint
+    from sae.rng import init_generators
+    from sae.train import fit_loop
 
-    device = resolve_device(params["device"])
-    data = prepared.read(Path("data/prepared") / dataset, cfg["input"])
-    x_train = torch.from_numpy(data["x_train"]).to(device)
-    x_val = torch.from_numpy(data["x_val"][:VAL_PROBE]).to(device)
-    out = Path("models") / dataset / model_id
-    out.mkdir(parents=True, exist_ok=True)
-    hparams = {"dataset": dataset, "model": model_id, "seed": params["seed"], "in_dim": x_train.shape[1], **cfg}
-    # a checkpoint is resumed only by the same hyper-parameters on the same data
-    fingerprint = hashlib.sha256(json.dumps([hparams, data["meta"]["sha256"]], sort_keys=True).encode()).hexdigest()
-    ckpt = Path("checkpoints") / dataset / f"{model_id}.pt"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    device = stage_device(params)
+    data, meta = prepared.read_tensors(Path(data_dir), cfg.loop.input, device)
+    lay = layout(cfg.id, cfg.options, params.seeds)
+    hparams = {**cfg.hparams(params.seeds, meta["dim"]), "variants": list(lay.variants)}
+    opts = {k: v for k, v in cfg.options.items() if k != "k_sweep"}
+    model = build(cfg.id, meta["dim"], cfg.loop.hidden, n_models=lay.n_models, per_model=lay.per_model(),
+                  generators=init_generators(lay.model_seeds), **opts).to(device)
+    # a checkpoint is resumed only by the same hyper-parameters, data and code
+    code = code_fingerprint(__file__, Path(__file__).resolve().parent.parent)
+    fingerprint = hashlib.sha256(json.dumps([hparams, meta["sha256"], code], sort_keys=True).encode()).hexdigest()
 
+    out = Path(out_dir)
     live = Live(str(out / "live"), save_dvc_exp=False, dvcyaml=False)
     (out / "live/plots/metrics").mkdir(parents=True, exist_ok=True)  # `raw` trains no epoch
+    labels = [lay.model_label(g) for g in range(lay.n_models)]
 
     def log_epoch(row):
         for key, value in row.items():
-            if key != "epoch":
-                live.log_metric(key, value)
+            if key == "epoch":
+                continue
+            for label, v in zip(labels, value) if isinstance(value, list) else [(None, value)]:
+                live.log_metric(key if label is None else f"{key}/{label}", v)
         live.next_step()
 
-    model, history = train_model(model_id, cfg, x_train, x_val, seed=params["seed"], checkpoint=ckpt,
-                                 fingerprint=fingerprint, on_epoch=log_epoch, name=f"{dataset}/{model_id}")
+    result = fit_loop(model, cfg.loop, data["x_train"], data["x_val"][:VAL_PROBE], seeds=lay.model_seeds,
+                      checkpoint=Path(checkpoint), fingerprint=fingerprint, on_epoch=log_epoch,
+                      name=f"{paper}/{dataset}/{name}")
     live.end()
-    torch.save(model.state_dict(), out / "model.pt")
     # weights at the end of each schedule stage (l1prox: 000 Fig. 1c); empty for other models
-    torch.save(getattr(model, "snapshots", []), out / "stages.pt")
-    (out / "hparams.json").write_text(json.dumps(hparams, indent=2) + "\n")
-    if history:
-        logging.getLogger("train").info("%s/%s: final loss %.4g, val recon %.4g", dataset, model_id,
-                                        history[-1]["loss"], history[-1]["val_recon"])
+    store.save(out, model, hparams, snapshots=getattr(model, "snapshots", []))
+    if result.history:
+        last = result.history[-1]
+        logging.getLogger("train").info("%s/%s/%s: %d models, final loss %s, val recon %s", paper, dataset, name,
+                                        lay.n_models, _short(last["loss"]), _short(last["val_recon"]))
+
+
+def _short(values):
+    return "[" + ", ".join(f"{v:.4g}" for v in values[:6]) + (", ..." if len(values) > 6 else "") + "]"
 
 
 if __name__ == "__main__":

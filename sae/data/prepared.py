@@ -21,7 +21,7 @@ import numpy as np
 
 from sae.data import preprocess
 from sae.errors import DataError
-from sae.params import VIEWS
+from sae.catalog import VIEWS
 
 SPLITS = ("train", "val", "test")
 
@@ -79,11 +79,22 @@ def write(splits: Splits, out_dir: Path, *, dataset: str, std_eps: float) -> dic
     return meta
 
 
+META_KEYS = ("dataset", "dim", "image_shape", "n", "labelled", "n_classes", "sha256")
+
+
 def read_meta(prepared_dir: Path) -> dict:
+    """meta.json of a prepared folder (DataError naming the file when missing or malformed)."""
     path = Path(prepared_dir) / "meta.json"
     if not path.is_file():
         raise DataError(f"{path}: missing; run the prepare stage first")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); rerun prepare") from None
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; rerun prepare")
+    return meta
 
 
 def read(prepared_dir: Path, view: str = "pixels", *, verify: bool = True) -> dict:
@@ -99,14 +110,26 @@ def read(prepared_dir: Path, view: str = "pixels", *, verify: bool = True) -> di
             path = prepared_dir / name
             if not path.is_file() or _sha256(path) != digest:
                 raise DataError(f"{path}: missing or checksum mismatch; rerun prepare")
-    stats = np.load(prepared_dir / "stats.npz")
-    out = {"meta": meta}
-    for split in SPLITS:
-        x = np.load(prepared_dir / f"x_{split}.npy")
-        out[f"x_{split}"] = input_view(x, stats, view)
-        y_path = prepared_dir / f"y_{split}.npy"
-        out[f"y_{split}"] = np.load(y_path) if y_path.is_file() else None
+    try:
+        stats = np.load(prepared_dir / "stats.npz")
+        out = {"meta": meta}
+        for split in SPLITS:
+            x = np.load(prepared_dir / f"x_{split}.npy")
+            out[f"x_{split}"] = input_view(x, stats, view)
+            y_path = prepared_dir / f"y_{split}.npy"
+            out[f"y_{split}"] = np.load(y_path) if y_path.is_file() else None
+    except (OSError, ValueError, KeyError) as exc:  # without verify, a damaged file fails here
+        raise DataError(f"{prepared_dir}: unreadable ({str(exc).splitlines()[0][:120]}); rerun prepare") from None
     return out
+
+
+def read_tensors(prepared_dir: Path, view: str, device) -> tuple[dict, dict]:
+    """(tensors, meta): x_/y_ train/val/test of a prepared folder as torch tensors on `device`
+    in input view `view` (None where the split has no such array)."""
+    import torch
+    data = read(prepared_dir, view)
+    tensors = {k: (None if v is None else torch.from_numpy(v).to(device)) for k, v in data.items() if k != "meta"}
+    return tensors, data["meta"]
 
 
 def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from sae.data import formats, preprocess
 from sae.data.download import RemoteFile, copy_verified, fetch as fetch_file
 from sae.data.prepared import Splits
+from sae.catalog import EMBEDDED_DATASETS
 from sae.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,24 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
         "https://archive.ics.uci.edu/ml/machine-learning-databases/optdigits/",))
         for n in ("optdigits.tra", "optdigits.tes")),
 }
-REMOTE_FILES["cifar10_patches"] = REMOTE_FILES["cifar10"]
+REMOTE_FILES["cifar10_patches"] = REMOTE_FILES["cifar10_pixel_patches"] = REMOTE_FILES["cifar10"]
+# SAE_REMOTE_FILES=<json file> replaces the table (mirrors; the tests' generated files):
+# {"<dataset>": [{"name": ..., "md5": ... or null, "urls": [...]}, ...]}
+REMOTE_TABLE_ENV = "SAE_REMOTE_FILES"
+
+
+def remote_files(dataset: str) -> tuple[RemoteFile, ...]:
+    """The files of `dataset`: REMOTE_FILES, or the table SAE_REMOTE_FILES names."""
+    import json
+    import os
+    table = os.environ.get(REMOTE_TABLE_ENV)
+    if not table:
+        return REMOTE_FILES[dataset]
+    try:
+        rows = json.loads(Path(table).read_text())[dataset]
+        return tuple(RemoteFile(r["name"], r.get("md5"), tuple(r["urls"])) for r in rows)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{table} ({REMOTE_TABLE_ENV}): no usable entry for {dataset} ({exc})") from None
 
 # Debian's dataset-fashion-mnist installs the real files here; used before any download.
 # Debian recompressed them, so they carry md5s of their own (package 0.0~git20200523.55506a9-1).
@@ -70,7 +88,9 @@ FASHION_DEBIAN_MD5 = {
     "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
     "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
 }
-EMBEDDED = ("mnist5k", "optdigits", "patches")
+EMBEDDED = EMBEDDED_DATASETS  # shipped by installed packages: copied, never downloaded
+_EMBEDDED_FILE = {"mnist5k": "mnist5k.npz", "optdigits": "optdigits.npz", "patches": "photos.npz",
+                  "pixel_patches": "photos.npz"}
 
 
 def fetch(dataset: str, raw_dir: Path) -> list[Path]:
@@ -79,7 +99,7 @@ def fetch(dataset: str, raw_dir: Path) -> list[Path]:
     if dataset in EMBEDDED:
         return [_copy_embedded(dataset, raw_dir)]
     paths = []
-    for remote in REMOTE_FILES[dataset]:
+    for remote in remote_files(dataset):
         local = FASHION_LOCAL_DIR / remote.name
         if dataset == "fashion" and local.is_file():
             log.info("fashion: using the local copy %s", local)
@@ -102,7 +122,7 @@ def _copy_embedded(dataset: str, raw_dir: Path) -> Path:
         digits = load_digits()
         path = raw_dir / "optdigits.npz"
         np.savez_compressed(path, x=digits.data.astype(np.uint8), y=digits.target.astype(np.int64))
-    else:  # patches: the natural photos scikit-learn ships
+    else:  # patches, pixel_patches: the natural photos scikit-learn ships
         from sklearn.datasets import load_sample_images
         images = load_sample_images()
         path = raw_dir / "photos.npz"
@@ -122,21 +142,31 @@ def _splits_with_test(x, y, x_test, y_test, cfg, image_shape) -> Splits:
     return Splits(x_tr, y_tr, x_va, y_va, x_test, y_test, image_shape)
 
 
-def _patch_splits(regions: list[list[np.ndarray]], cfg) -> Splits:
-    """8x8 patches, per-patch LCN, ZCA fitted on training patches (002 sec. 4.1; Coates et al. 2011).
-
-    regions: for train, val and test, a list of (H, W, C) uint8 images to cut patches from.
-    """
+def _cut_patches(regions: list[list[np.ndarray]], cfg) -> list[np.ndarray]:
+    """Random square patches (0-255 values) for train, val and test; regions: per split, a list of
+    (H, W, C) uint8 images to cut them from (002 sec. 4.1; 003 sec. 3)."""
     rng = np.random.default_rng(cfg["split_seed"])
     sets = []
     for images, n in zip(regions, (cfg["n_train"], cfg["n_val"], cfg["n_test"])):
         # same number of patches from each image of the region, so sizes need not match
         counts = np.diff(np.linspace(0, n, len(images) + 1).round().astype(int))
-        p = np.concatenate([preprocess.extract_patches(im[None], c, cfg["size"], rng)
-                            for im, c in zip(images, counts)])
-        sets.append(preprocess.lcn(p, cfg["lcn_eps"]))
+        sets.append(np.concatenate([preprocess.extract_patches(im[None], c, cfg["size"], rng)
+                                    for im, c in zip(images, counts)]))
+    return sets
+
+
+def _patch_splits(regions: list[list[np.ndarray]], cfg) -> Splits:
+    """8x8 patches, per-patch LCN, ZCA fitted on training patches (002 sec. 4.1; Coates et al. 2011)."""
+    sets = [preprocess.lcn(p, cfg["lcn_eps"]) for p in _cut_patches(regions, cfg)]
     mean, w = preprocess.zca_fit(sets[0], cfg["zca_eps"])
     x_tr, x_va, x_te = (preprocess.zca_apply(p, mean, w).astype(np.float32) for p in sets)
+    c = regions[0][0].shape[-1]
+    return Splits(x_tr, None, x_va, None, x_te, None, (c, cfg["size"], cfg["size"]))
+
+
+def _pixel_patch_splits(regions: list[list[np.ndarray]], cfg) -> Splits:
+    """Random patches as pixels in [0, 1] (003 sec. 3: standardised later by the input view)."""
+    x_tr, x_va, x_te = (p / np.float32(255.0) for p in _cut_patches(regions, cfg))
     c = regions[0][0].shape[-1]
     return Splits(x_tr, None, x_va, None, x_te, None, (c, cfg["size"], cfg["size"]))
 
@@ -157,16 +187,17 @@ def _cifar_images(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
-def _cifar10_patches(raw_dir: Path, cfg) -> Splits:
+def _cifar_regions(raw_dir: Path) -> list[list[np.ndarray]]:
+    """CIFAR-10 images for train / val / test patches: val patches come from training images
+    never cut for training patches, test patches from the test set."""
     x, _, x_te, _ = formats.read_cifar_archive(raw_dir / "cifar-10-python.tar.gz")
     images = _cifar_images(x)
-    n_val_images = max(1, len(images) // 10)  # val patches come from images never used for training
-    return _patch_splits([list(images[:-n_val_images]), list(images[-n_val_images:]),
-                          list(_cifar_images(x_te))], cfg)
+    n_val_images = max(1, len(images) // 10)
+    return [list(images[:-n_val_images]), list(images[-n_val_images:]), list(_cifar_images(x_te))]
 
 
-def _photo_patches(raw_dir: Path, cfg) -> Splits:
-    """Patches from scikit-learn's photos, split by region: columns [0, .7) train, [.7, .85) val, rest test."""
+def _photo_regions(raw_dir: Path) -> list[list[np.ndarray]]:
+    """scikit-learn's photos split by region: columns [0, .7) train, [.7, .85) val, the rest test."""
     photos = np.load(raw_dir / "photos.npz")
     regions = [[], [], []]
     for name in sorted(photos.files):
@@ -174,7 +205,7 @@ def _photo_patches(raw_dir: Path, cfg) -> Splits:
         cuts = (np.array([0.0, 0.7, 0.85, 1.0]) * im.shape[1]).astype(int)
         for r, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
             regions[r].append(im[:, a:b])
-    return _patch_splits(regions, cfg)
+    return regions
 
 
 def _npz_digits(raw_dir: Path, name: str, scale: float, cfg, side: int) -> Splits:
@@ -220,11 +251,13 @@ def _optdigits_uci(raw_dir: Path, cfg) -> Splits:
 LOADERS = {
     "mnist5k": lambda d, cfg: _npz_digits(d, "mnist5k", 255.0, cfg, 28),
     "optdigits": lambda d, cfg: _npz_digits(d, "optdigits", 16.0, cfg, 8),
-    "patches": _photo_patches,
+    "patches": lambda d, cfg: _patch_splits(_photo_regions(d), cfg),
+    "pixel_patches": lambda d, cfg: _pixel_patch_splits(_photo_regions(d), cfg),
     "mnist": _idx_set,
     "fashion": _idx_set,
     "norb": _norb,
-    "cifar10_patches": _cifar10_patches,
+    "cifar10_patches": lambda d, cfg: _patch_splits(_cifar_regions(d), cfg),
+    "cifar10_pixel_patches": lambda d, cfg: _pixel_patch_splits(_cifar_regions(d), cfg),
     "cifar10": _cifar10,
     "svhn": _svhn,
     "optdigits_uci": _optdigits_uci,
@@ -241,7 +274,6 @@ def load(dataset: str, raw_dir: Path, cfg: dict) -> Splits:
 
 def _expected_files(dataset: str, raw_dir: Path) -> list[Path]:
     if dataset in EMBEDDED:
-        return [raw_dir / {"mnist5k": "mnist5k.npz", "optdigits": "optdigits.npz",
-                           "patches": "photos.npz"}[dataset]]
-    return [raw_dir / r.name for r in REMOTE_FILES[dataset]]
+        return [raw_dir / _EMBEDDED_FILE[dataset]]
+    return [raw_dir / r.name for r in remote_files(dataset)]
 

@@ -1,4 +1,4 @@
-"""Autoencoder models of the reproduced papers: build(model_id, in_dim, hidden, **params)."""
+"""Autoencoder models of the reproduced papers: build(model_id, in_dim, hidden, n_models=G, **options)."""
 
 from .core import Autoencoder, activation_derivative
 from .registry import MODEL_IDS, REGISTRY, build

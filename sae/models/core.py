@@ -1,11 +1,20 @@
-"""The shared one-hidden-layer autoencoder: x (B,D) -> h (B,M) -> x_hat (B,D).
+"""The shared one-hidden-layer autoencoder, G of them at once: x (G,B,D) -> h (G,B,M) -> x_hat (G,B,D).
 
-Every registry model is this class (or a small subclass) plus one objective term.
-Papers: 000 = L1SAE, 001 = PSAE, 002 = k-sparse AE, 003 = Arpit et al. (seeds/).
+Every registry model is this class (or a small subclass) plus one objective term. The
+leading model axis holds the G seeds of one configuration (or the coefficient grid of a
+003 sweep): their weights are stacked, every product is one batched matmul, and since the
+models never interact (their losses add up and the optimisers act per coordinate) each
+slice trains exactly as it would alone. A 2-D input (B,D) is shared by all G models.
+
+Papers: 000 = L1SAE, 001 = PSAE, 002 = k-sparse AE, 003 = Arpit et al. (README: Papers).
 """
+
+import copy
 
 import torch
 import torch.nn.functional as F
+
+from sae import catalog
 
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
@@ -14,12 +23,11 @@ ACTIVATIONS = {
     "tanh": torch.tanh,
     "linear": lambda a: a,
 }
-DECODERS = ("linear", "sigmoid")
-INITS = ("glorot", "gaussian")
+assert tuple(ACTIVATIONS) == catalog.ACTIVATIONS
 
 
 def activation_derivative(a, h, name):
-    """dh/da (B,M) of the encoder activation `name`, given a = pre-activation and h = s(a).
+    """dh/da of the encoder activation `name`, given a = pre-activation and h = s(a) (any shape).
 
     Written with h where possible so the result stays differentiable in the bias:
     003 (Corollary 2) needs d/db of (dh/da)^2, which is zero for ReLU by construction.
@@ -38,73 +46,103 @@ def activation_derivative(a, h, name):
 
 
 def reconstruction_error(x, x_hat):
-    """Mean over the batch of sum over dims of (x_hat - x)^2; x, x_hat (B,D) -> scalar."""
-    return (x_hat - x).pow(2).sum(dim=1).mean()  # 000 eq. (2), first term
+    """Batch mean of the per-sample summed squared error; x (G,B,D) or (B,D), x_hat (G,B,D) -> (G,)."""
+    return (x_hat - x).pow(2).sum(dim=-1).mean(dim=-1)  # 000 eq. (2), first term
 
 
 def weight_decay_penalty(lam, w_enc, w_dec):
-    """lam * (||W_enc||_F^2 + ||W_dec||_F^2), weights only (no biases)."""
-    return lam * (w_enc.pow(2).sum() + w_dec.pow(2).sum())  # 000 eq. (2), last term
+    """lam * (||W_enc||_F^2 + ||W_dec||_F^2) per model, weights only (no biases) -> (G,)."""
+    return lam * (w_enc.pow(2).sum(dim=(-2, -1)) + w_dec.pow(2).sum(dim=(-2, -1)))  # 000 eq. (2), last term
+
+
+def batch_matmul(x, w):
+    """x (G,B,K) or shared (B,K) times w (G,K,N) -> (G,B,N)."""
+    return torch.bmm(x, w) if x.dim() == 3 else torch.matmul(x, w)
+
+
+def per_model_value(value, n_models: int):
+    """A float for one shared value, a (G,) float tensor for a list of one value per model."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_models:
+            raise ValueError(f"{len(value)} per-model values for {n_models} models")
+        return torch.tensor([float(v) for v in value])
+    return value
 
 
 class Autoencoder(torch.nn.Module):
-    """Plain AE (000 AE / 001 RAE); subclasses change penalty() or objective().
+    """G plain autoencoders (000 AE / 001 RAE); subclasses change penalty() or objective().
 
-    Parameters: W (M,D) encoder weight, b (M,), optional W_dec (D,M) when untied, c (D,).
+    Parameters: W (G,M,D) encoder weights, b (G,M), W_dec (G,D,M) when untied, c (G,D).
+    generators: one CPU torch.Generator per model for the initial weights (sae.rng).
     """
 
     trainable = True
 
-    def __init__(self, in_dim, hidden, *, activation="sigmoid", decoder="linear", tied=False,
-                 weight_decay=0.0, unit_norm=False, init="glorot", init_std=0.01):
+    def __init__(self, in_dim, hidden, *, n_models=1, activation="sigmoid", decoder="linear", tied=False,
+                 weight_decay=0.0, unit_norm=False, init="glorot", init_std=0.01, generators=None):
         super().__init__()
-        self.in_dim, self.hidden = in_dim, hidden
+        self.in_dim, self.hidden, self.n_models = in_dim, hidden, n_models
         self.activation, self.decoder, self.tied = activation, decoder, tied
         self.weight_decay, self.unit_norm = weight_decay, unit_norm
-        self.W = torch.nn.Parameter(torch.empty(hidden, in_dim))
-        self.b = torch.nn.Parameter(torch.zeros(hidden))  # biases start at zero (003 sec. 3)
-        self.W_dec = None if tied else torch.nn.Parameter(torch.empty(in_dim, hidden))
-        self.c = torch.nn.Parameter(torch.zeros(in_dim))
-        for w in (self.W, self.W_dec):
-            if w is None:
-                continue
-            if init == "gaussian":
-                torch.nn.init.normal_(w, 0.0, init_std)  # 002 sec. 4.2.2: sigma = 0.01
+        self.W = torch.nn.Parameter(torch.empty(n_models, hidden, in_dim))
+        self.b = torch.nn.Parameter(torch.zeros(n_models, hidden))  # biases start at zero (003 sec. 3)
+        self.W_dec = None if tied else torch.nn.Parameter(torch.empty(n_models, in_dim, hidden))
+        self.c = torch.nn.Parameter(torch.zeros(n_models, in_dim))
+        gens = generators or [None] * n_models
+        with torch.no_grad():
+            for g, gen in enumerate(gens):  # each model from its own seed: alone or batched, the same weights
+                for w in (self.W, self.W_dec):
+                    if w is None:
+                        continue
+                    if init == "gaussian":
+                        torch.nn.init.normal_(w[g], 0.0, init_std, generator=gen)  # 002 sec. 4.2.2: sigma = 0.01
+                    else:
+                        torch.nn.init.xavier_uniform_(w[g], generator=gen)  # 003 sec. 3: normalized initialisation
+
+    def set_hyper(self, **values) -> None:
+        """Hyper-parameters as attributes: a float, or a (G,) buffer when each model has its own."""
+        for name, value in values.items():
+            value = per_model_value(value, self.n_models)
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(name, value, persistent=False)
             else:
-                torch.nn.init.xavier_uniform_(w)  # 003 sec. 3: normalized initialisation
+                setattr(self, name, value)
 
     @property
     def decoder_weight(self):
-        """(D,M): W transposed when tied (003 sec. 2: y = s_d(W^T h)), else its own matrix."""
-        return self.W.t() if self.tied else self.W_dec
+        """(G,D,M): W transposed when tied (003 sec. 2: y = s_d(W^T h)), else its own matrix."""
+        return self.W.transpose(1, 2) if self.tied else self.W_dec
 
     def pre_activation(self, x):
-        """a = x @ W.T + b; x (B,D) -> (B,M)."""
-        return torch.addmm(self.b, x, self.W.t())  # bias inside the GEMM: one pass, no (B,M) temporary
+        """a = x W^T + b; x (G,B,D) or (B,D) -> (G,B,M)."""
+        if x.dim() == 3:
+            return torch.baddbmm(self.b.unsqueeze(1), x, self.W.transpose(1, 2))  # bias inside the GEMM
+        return torch.matmul(x, self.W.transpose(1, 2)) + self.b.unsqueeze(1)
 
     def encode(self, x):
-        """h = s(a); x (B,D) -> (B,M)."""
+        """h = s(a); x (G,B,D) or (B,D) -> (G,B,M)."""
         return ACTIVATIONS[self.activation](self.pre_activation(x))
 
     def decode(self, h):
-        """x_hat = s_d(h @ W_dec.T + c); h (B,M) -> (B,D)."""
-        out = torch.addmm(self.c, h, self.decoder_weight.t())
+        """x_hat = s_d(h W_dec^T + c); h (G,B,M) -> (G,B,D)."""
+        w = self.W if self.tied else self.W_dec.transpose(1, 2)  # (G,M,D)
+        out = torch.baddbmm(self.c.unsqueeze(1), h, w)
         return torch.sigmoid(out) if self.decoder == "sigmoid" else out
 
     def dh_da(self, x, h):
-        """dh/da (B,M) at x (B,D) with codes h = encode(x)."""
+        """dh/da (G,B,M) at x with codes h = encode(x)."""
         return activation_derivative(self.pre_activation(x), h, self.activation)
 
     def forward(self, x):
         return self.decode(self.encode(x))
 
     def features(self, x):
-        """The encoding used for classification, (B,M)."""
+        """The encoding used for classification, (G,B,M)."""
         return self.encode(x)
 
     def penalty(self, x, h):
-        """The model's sparsity term (scalar, a batch mean); none for a plain AE."""
-        return h.new_zeros(())
+        """The model's sparsity term per model, (G,) (batch means); none for a plain AE."""
+        return h.new_zeros(self.n_models)
 
     def param_groups(self) -> list[dict]:
         """Optimiser groups. Weight decay lam(||W_enc||^2 + ||W_dec||^2) (000 eq. 2) is applied by
@@ -116,13 +154,13 @@ class Autoencoder(torch.nn.Module):
         return [{"params": weights, "weight_decay": rate}, {"params": others, "weight_decay": 0.0}]
 
     def weight_penalty(self):
-        """The weight-decay term's value (the optimiser applies its gradient; see param_groups)."""
+        """The weight-decay term's value per model, (G,) (the optimiser applies its gradient)."""
         if self.weight_decay == 0:
-            return self.W.new_zeros(())
+            return self.W.new_zeros(self.n_models)
         return weight_decay_penalty(self.weight_decay, self.W, self.decoder_weight)
 
-    def objective(self, x, generator=None):
-        """(loss, recon) for a batch x (B,D); `generator` feeds any randomness."""
+    def objective(self, x, streams=None):
+        """(loss, recon), each (G,), for a batch x (G,B,D); `streams` (sae.rng.Streams) feeds any noise."""
         h = self.encode(x)
         recon = reconstruction_error(x, self.decode(h))
         return recon + self.penalty(x, h), recon
@@ -134,22 +172,47 @@ class Autoencoder(torch.nn.Module):
     def on_epoch_end(self, epoch, n_epochs):
         """Hook after each trained epoch (0-based; not called for epochs replayed from a checkpoint)."""
 
+    def extra_state(self) -> dict:
+        """What a checkpoint must keep beyond the weights (schedule snapshots, RBM chains)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what extra_state() returned."""
+
+    def select(self, index):
+        """Model `index` (an int) or models `index` (a range or slice) of the batch as a new batch,
+        its weights copied: e.g. one seed to evaluate, the seeds of one variant to fine-tune."""
+        part = slice(index, index + 1) if isinstance(index, int) else (
+            slice(index.start, index.stop) if isinstance(index, range) else index)
+        one = copy.copy(self)
+        one._parameters = {n: None if p is None else torch.nn.Parameter(p.detach()[part].clone())
+                           for n, p in self._parameters.items()}
+        one._buffers = {n: b[part].clone() for n, b in self._buffers.items()}
+        one.n_models = len(range(self.n_models)[part])
+        one.after_select()
+        return one.eval()
+
+    def after_select(self) -> None:
+        """Hook for select(): per-model state that is not a parameter or buffer."""
+
     @torch.no_grad()
     def after_step(self):
         """Constraints after each optimiser step."""
         if self.unit_norm:  # 003 sec. 3.1: encoder rows W_j held at unit length
-            self.W.div_(self.W.norm(dim=1, keepdim=True).clamp_min(1e-12))
+            self.W.div_(self.W.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 class Penalised(Autoencoder):
-    """AE + one sparsity term: `term(model, x, h, **hyper)` -> scalar (see registry.py)."""
+    """AE + one sparsity term: `term(model, x, h)` -> (G,) (registry.py); hyper-parameters are
+    attributes (floats or (G,) buffers) that `term` reads."""
 
     def __init__(self, in_dim, hidden, *, term, hyper, **core):
         super().__init__(in_dim, hidden, **core)
-        self.term, self.hyper = term, dict(hyper)
+        self.term = term
+        self.set_hyper(**hyper)
 
     def penalty(self, x, h):
-        return self.term(self, x, h, **self.hyper)
+        return self.term(self, x, h)
 
 
 class Raw(Autoencoder):
@@ -157,28 +220,28 @@ class Raw(Autoencoder):
 
     trainable = False
 
-    def __init__(self, in_dim, hidden=None):
+    def __init__(self, in_dim, hidden=None, *, n_models=1, generators=None):
         torch.nn.Module.__init__(self)
         self.in_dim = self.hidden = in_dim  # the "code" is the input itself
+        self.n_models = n_models
         self.activation, self.decoder, self.tied = "linear", "linear", True
         self.weight_decay, self.unit_norm = 0.0, False
 
     def encode(self, x):
-        return x
+        return x if x.dim() == 3 else x.expand(self.n_models, *x.shape)
 
     def decode(self, h):
         return h
 
     def pre_activation(self, x):
-        return x
+        return self.encode(x)
 
     def weight_penalty(self):
-        return torch.zeros(())
+        return torch.zeros(self.n_models)
 
-    def objective(self, x, generator=None):
-        recon = x.new_zeros(())  # identity reconstructs exactly
+    def objective(self, x, streams=None):
+        recon = x.new_zeros(self.n_models)  # identity reconstructs exactly
         return recon, recon
 
     def after_step(self):
         pass
-

@@ -1,144 +1,216 @@
-"""k-sparse autoencoder (002 sec. 2.2): tied weights, linear codes, keep the k largest."""
+"""k-sparse autoencoder (002 sec. 2.2): tied weights, linear codes, keep the k largest.
+
+Each of the G models may have its own k (the k sweep of 002 Figs. 1-3 trains with the
+paper's k in one batch): a row keeps its model's k largest units.
+"""
 
 import functools
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import ParamError
-from .core import Autoencoder
+from .core import Autoencoder, per_model_value
+
+
+def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
+    return k if isinstance(k, int) else k.to(like.device)
+
+
+def rank_keep(k, kmax: int, device) -> torch.Tensor | None:
+    """(G,1,kmax) 0/1 float mask of the slots each model keeps of its kmax largest, or None when
+    every model keeps all kmax (k an int, or a (G,) tensor of per-model k)."""
+    if isinstance(k, int) or bool((k == kmax).all()):
+        return None
+    return (torch.arange(kmax, device=device) < k.to(device)[:, None]).to(torch.float32)[:, None, :]
 
 
 def topk_mask(z, k):
-    """0/1 mask (B,M) marking exactly the k largest entries of each row of z (B,M)."""
-    idx = z.topk(k, dim=1).indices  # 002 sec. 2.2: Gamma = supp_k(W^T x + b)
-    return torch.zeros_like(z).scatter_(1, idx, 1.0)
+    """0/1 mask (G,B,M) marking each row's k largest entries of z (G,B,M); k an int or (G,) per model."""
+    kmax = k if isinstance(k, int) else int(k.max())
+    keep = rank_keep(k, kmax, z.device)
+    idx = z.topk(kmax, dim=-1, sorted=keep is not None).indices  # 002 sec. 2.2: Gamma = supp_k(W^T x + b)
+    src = torch.ones_like(idx, dtype=z.dtype) if keep is None else keep.expand(*idx.shape).to(z.dtype)
+    return torch.zeros_like(z).scatter_(-1, idx, src)
 
 
 def sparsity_level(epoch, n_epochs, k, k_start):
-    """k for a 0-based epoch: linear from k_start to k over the first half, then k."""
+    """k for a 0-based epoch: linear from k_start to k over the first half, then k (ints or (G,) tensors)."""
     half = n_epochs // 2  # 002 sec. 4.2.1
     if epoch >= half:
         return k
-    return int(round(k_start + (k - k_start) * epoch / half))
-
-
-_per_sample_weight_grad = torch.ops.aten._embedding_bag_per_sample_weights_backward  # rows . W[j], no (B,k,D) gather
+    if isinstance(k, int) and isinstance(k_start, int):
+        return int(round(k_start + (k - k_start) * epoch / half))
+    return torch.round(k_start + (k - k_start) * epoch / half).to(torch.long)
 
 
 def _order_keys(z):
-    """int32 keys (B,M) in the order of the float32 z (B,M), made in place over z's memory;
+    """int32 keys (R,M) in the order of the float32 z (R,M), made in place over z's memory;
     an involution, so applying it to keys gives back the floats' bits."""
     bits = z.view(torch.int32)
     return bits.bitwise_xor_((bits >> 31).bitwise_and_(0x7FFFFFFF))
 
 
-def kept_units(z, k):
-    """(values, indices), each (B,k) in no order, of the k largest entries of each row of z
-    (B,M); z is consumed. 002 sec. 2.2: Gamma = supp_k(W^T x + b).
+def kept_units(z, k: int, sorted: bool = False):
+    """(values, indices), each (R,k), of the k largest entries of each row of z (R,M); z is consumed.
+    002 sec. 2.2: Gamma = supp_k(W^T x + b); sorted=True orders each row largest first.
 
     On the CPU the selection runs on int32 keys that order like the floats: topk's integer
     comparator skips the float one's NaN checks (0.92 -> 0.70 ms at 256 x 1000, k=25). On
     CUDA the float radix select is faster than the extra passes (0.017 vs 0.044 ms).
     """
     if z.is_cuda:
-        return z.topk(k, dim=1, sorted=False)
-    keys, idx = _order_keys(z).topk(k, dim=1, sorted=False)
+        return z.topk(k, dim=1, sorted=sorted)
+    keys, idx = _order_keys(z).topk(k, dim=1, sorted=sorted)
     return _order_keys(keys).view(torch.float32), idx
 
 
+def _private_dots():
+    """torch's kernel for per-sample-weight gradients of embedding_bag (private: see kept_unit_dots)."""
+    return getattr(torch.ops.aten, "_embedding_bag_per_sample_weights_backward", None)
+
+
+def kept_unit_dots(grad, weight, unit, offsets, sample, *, private: bool = True):
+    """g_i = grad[sample_i] . weight[unit_i] for every kept (sample, slot) pair i; (P,).
+
+    grad (R,D), weight (U,D), unit / sample (P,), offsets (R,) (bag starts of the pairs).
+    The private aten kernel computes the P dot products without gathering P rows of D
+    (sparse step 5.2 -> 4.0 ms at 100 x 784 -> 1000, k = 25: benchmarks/train_step.py); the
+    public fallback is the same arithmetic by two index_selects (tests check they agree).
+    """
+    kernel = _private_dots() if private else None
+    if kernel is not None:
+        try:
+            return kernel(grad, weight, unit, offsets, sample, 0, -1)
+        except RuntimeError:  # a torch release that changed the private signature
+            pass
+    return (grad.index_select(0, sample) * weight.index_select(0, unit)).sum(dim=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_indices(rows: int, k: int, device: torch.device):
+    """For `rows` samples x k slots: the sample of each slot (rows*k,), bag offsets (rows,), and the
+    rows (rows*k, 2) int32 of x_b and dX_b in [x; dX]: index tensors every backward of a shape reuses."""
+    sample = torch.arange(rows, device=device).repeat_interleave(k)
+    pairs = torch.stack([sample, sample + rows], 1).int()
+    return sample, torch.arange(0, rows * k, k, device=device), pairs
+
+
 class KSparseReconstruction(torch.autograd.Function):
-    """Reconstruction error (000 eq. 2, first term) of the tied linear k-sparse AE, with a
-    forward and backward that touch only the k kept units (002 sec. 2.2, steps 1-3):
+    """Reconstruction error (000 eq. 2, first term) of G tied linear k-sparse AEs, with a forward
+    and backward that touch only the kept units (002 sec. 2.2, steps 1-3):
 
         z = x W^T + b;  keep the k largest z_j;  x_hat = sum_kept z_j W_j + c;
-        loss = mean_b ||x_hat - x||^2
+        loss_g = batch mean of ||x_hat - x||^2
 
-    Past the dense encoder product everything is O(B k D): decode by embedding_bag, and
-    dL/dW = sum over kept (b, j) of (g_bj x_b + z_bj dX_b) in row j, one embedding_bag over
-    bags grouped by unit. Equals the masked dense formulation (tests/test_models.py).
-    x (B,D), W (M,D), b (M,), c (D,) -> scalar.
+    The G models are one flat problem: row r = (g, b) keeps units of W_flat = W viewed as
+    (G*M, D), offset by g*M. Past the dense encoder product everything is O(G B k D): decode by
+    embedding_bag, and dL/dW = sum over kept (r, j) of (g_rj x_r + z_rj dX_r) in row j, one
+    embedding_bag over bags grouped by unit. Equals the masked dense formulation (tests).
+    x (G,B,D), W (G,M,D), b (G,M), c (G,D), kmax int, keep (G,1,kmax) or None -> (G,).
     """
 
     @staticmethod
-    def forward(ctx, x, W, b, c, k):
-        vals, idx = kept_units(torch.addmm(b, x, W.t()), k)
-        residual = F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum").add_(c).sub_(x)
-        ctx.save_for_backward(x, W, idx, vals, residual)
-        flat = residual.view(-1)
-        return torch.dot(flat, flat) / x.shape[0]
+    def forward(ctx, x, W, b, c, kmax, keep):
+        (G, B, D), M = x.shape, W.shape[1]
+        z = torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2)).view(G * B, M)
+        vals, idx = kept_units(z, kmax, sorted=keep is not None)
+        if keep is not None:
+            vals = vals.mul_(keep.expand(G, B, kmax).reshape(G * B, kmax))
+        unit = idx.add_(torch.arange(G, device=x.device).repeat_interleave(B).mul_(M)[:, None])  # global rows
+        W_flat, x_flat = W.reshape(G * M, D), x.reshape(G * B, D)
+        residual = F.embedding_bag(unit, W_flat, per_sample_weights=vals, mode="sum")
+        residual.view(G, B, D).add_(c.unsqueeze(1)).sub_(x)
+        ctx.save_for_backward(x_flat, W_flat, unit, vals, residual, keep)
+        ctx.shape = (G, B, D, M)
+        return residual.view(G, B * D).pow(2).sum(dim=1) / B
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, W, idx, vals, residual = ctx.saved_tensors
-        (B, k), M = idx.shape, W.shape[0]
-        sample, offsets, pairs = _pair_indices(B, k, x.device)
-        source = torch.empty(2 * B, x.shape[1], dtype=x.dtype, device=x.device)  # [x; dX] for the dL/dW bags
-        source[:B] = x
-        dx_hat = torch.mul(residual, 2.0 * grad_loss / B, out=source[B:])  # (B,D)
-        unit = idx.view(-1)  # (B*k,) kept unit of each (sample, slot)
-        g = _per_sample_weight_grad(dx_hat, W, unit, offsets, sample, 0, -1)
-        grad_b = g.new_zeros(M).index_add_(0, unit, g)
-        # Group the B*k pairs by unit; bag j sums g_bj x_b + z_bj dX_b over its pairs.
+        x, W, unit2d, vals, residual, keep = ctx.saved_tensors
+        G, B, D, M = ctx.shape
+        R, k = unit2d.shape
+        sample, offsets, pairs = _pair_indices(R, k, x.device)
+        source = torch.empty(2 * R, D, dtype=x.dtype, device=x.device)  # [x; dX] for the dL/dW bags
+        source[:R] = x
+        scale = (2.0 / B) * grad_loss.repeat_interleave(B)[:, None]
+        dx_hat = torch.mul(residual, scale, out=source[R:])  # (R,D)
+        unit = unit2d.view(-1)  # (R*k,) kept unit of each (row, slot)
+        g = kept_unit_dots(dx_hat, W, unit, offsets, sample)
+        if keep is not None:
+            g = g * keep.expand(G, B, k).reshape(-1)
+        grad_b = g.new_zeros(G * M).index_add_(0, unit, g)
+        # Group the R*k pairs by unit; bag j sums g_rj x_r + z_rj dX_r over its pairs.
         by_unit, order = unit.sort()
-        starts = torch._convert_indices_from_coo_to_csr(by_unit, M, out_int32=True)[:-1].mul_(2)
+        starts = torch.searchsorted(by_unit, torch.arange(G * M, device=x.device)).mul_(2)
         weights = torch.stack([g, vals.view(-1)], 1)[order].view(-1)
         grad_W = F.embedding_bag(pairs[order].view(-1), source, offsets=starts, per_sample_weights=weights,
                                  mode="sum")
         grad_x = None
         if ctx.needs_input_grad[0]:  # through the encoder's kept units, and the -x of the residual
-            grad_x = F.embedding_bag(idx, W, per_sample_weights=g.view(B, k), mode="sum").sub_(dx_hat)
-        return grad_x, grad_W, grad_b, dx_hat.sum(0), None
-
-
-@functools.lru_cache(maxsize=8)
-def _pair_indices(B: int, k: int, device: torch.device):
-    """For B samples x k slots: the sample of each slot (B*k,), bag offsets (B,), and the rows
-    (B*k, 2) int32 of x_b and dX_b in [x; dX]: index tensors every backward of a shape reuses."""
-    sample = torch.arange(B, device=device).repeat_interleave(k)
-    pairs = torch.stack([sample, sample + B], 1).int()
-    return sample, torch.arange(0, B * k, k, device=device), pairs
+            grad_x = F.embedding_bag(unit2d, W, per_sample_weights=g.view(R, k), mode="sum").sub_(dx_hat)
+            grad_x = grad_x.view(G, B, D)
+        return grad_x, grad_W.view(G, M, D), grad_b.view(G, M), dx_hat.view(G, B, D).sum(1), None, None
 
 
 class KSparse(Autoencoder):
-    """Train on z_k = z * topk_mask(z, k), z = x @ W.T + b; decode x_hat = z_k @ W + b'.
+    """Train on z_k = z * topk_mask(z, k), z = x W^T + b; decode x_hat = z_k W + b'.
 
     The mask is a constant in the graph, so gradients flow only through the kept units
-    (002 sec. 2.2, step 3). A new model starts at the final k (so a reloaded model
-    encodes as trained); on_epoch_start applies the schedule during training.
+    (002 sec. 2.2, step 3). k and k_start are ints or one value per model. A new model
+    starts at the final k (so a reloaded model encodes as trained); on_epoch_start applies
+    the schedule during training.
     """
 
     def __init__(self, in_dim, hidden, *, k, k_start, alpha, **core):
         super().__init__(in_dim, hidden, **core)
-        if k > hidden:
-            raise ParamError(f"model.ksparse.k={k} exceeds hidden={hidden}")
-        if k < 1:
-            raise ParamError(f"model.ksparse.k={k} must be >= 1")
-        if alpha < 1:
-            raise ParamError(f"model.ksparse.alpha={alpha} must be >= 1 (002 sec. 2.2)")
-        if k_start < k:
-            raise ParamError(f"model.ksparse.k_start={k_start} is below k={k}")
-        self.k, self.k_start, self.alpha = k, min(k_start, hidden), alpha
-        self.k_now = k
+        G = self.n_models
+        k = per_model_value(k, G)
+        k_start = per_model_value(k_start, G)
+        if isinstance(k, torch.Tensor):
+            k_start = k_start if isinstance(k_start, torch.Tensor) else torch.full((G,), float(k_start))
+            k_start = torch.maximum(k_start, k)  # the schedule only ever lowers k
+            self.register_buffer("k", k.to(torch.long), persistent=False)
+            self.register_buffer("k_start", k_start.to(torch.long), persistent=False)
+        else:
+            if isinstance(k_start, torch.Tensor):
+                raise ValueError("per-model k_start needs per-model k")
+            self.k, self.k_start = int(k), max(int(k_start), int(k))
+        self.alpha = float(alpha)
+        self.k_now = self.k
+
+    def after_select(self) -> None:
+        self.k_now = self.k
+
+    def units_kept(self, alpha: float | None = None):
+        """round(alpha * k) capped at the hidden size (002 sec. 2.2): an int or (G,) tensor."""
+        alpha = self.alpha if alpha is None else alpha
+        if isinstance(self.k, int):
+            return min(int(round(alpha * self.k)), self.hidden)
+        return torch.round(alpha * self.k).clamp(max=self.hidden).to(torch.long)
 
     def encode(self, x):
-        """Training codes: the k_now largest of s(a), the rest zero; x (B,D) -> (B,M)."""
+        """Training codes: each model's k_now largest of s(a), the rest zero; -> (G,B,M)."""
         h = super().encode(x)
-        return h * topk_mask(h, self.k_now)
+        return h * topk_mask(h, _k_tensor(self.k_now, h))
 
-    def features(self, x):
+    def features(self, x, alpha: float | None = None):
         """Classification codes: the round(alpha*k) largest units (capped at M), 002 sec. 2.2."""
         h = super().encode(x)
-        return h * topk_mask(h, min(int(round(self.alpha * self.k)), self.hidden))
+        return h * topk_mask(h, _k_tensor(self.units_kept(alpha), h))
 
-    def objective(self, x, generator=None):
+    def objective(self, x, streams=None):
         """The paper's model (tied, linear) runs the sparse forward/backward of
         KSparseReconstruction; same result as the dense masked product of Autoencoder.objective."""
         if not (self.tied and self.activation == "linear" and self.decoder == "linear"):
-            return super().objective(x, generator)
-        recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, self.k_now)
+            return super().objective(x, streams)
+        if x.dim() == 2:
+            x = x.expand(self.n_models, *x.shape).contiguous()
+        k = self.k_now
+        kmax = k if isinstance(k, int) else int(k.max())
+        recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, kmax, rank_keep(k, kmax, x.device))
         return recon, recon
 
     def on_epoch_start(self, epoch, n_epochs):
         self.k_now = sparsity_level(epoch, n_epochs, self.k, self.k_start)
-        return {"k": self.k_now}
+        k = self.k_now
+        return {"k": k if isinstance(k, int) else k.tolist()}

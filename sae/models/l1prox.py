@@ -2,8 +2,11 @@
 
 Per step: Y = soft_threshold(Z, alpha*beta/N) (block 1, exact), then one gradient step on
 (1/N)||X - X_hat||_F^2 + (1/(2 alpha))||Y - Z||_F^2 + weight decay (block 2);
-alpha shrinks by f over T stages so Y = Z is enforced ever more tightly.
+alpha shrinks by f over T stages so Y = Z is enforced ever more tightly. N is the batch: the
+minibatch form of eq. (5) with the paper's alpha = our alpha * (training rows / batch).
 """
+
+import torch
 
 from .core import Autoencoder
 
@@ -20,8 +23,8 @@ def penalty_alpha(epoch, n_epochs, alpha0, f, T):
 
 
 def proximal_coupling(y, z, alpha):
-    """(1/(2 alpha)) ||Y - Z||_F^2, SUMMED over the batch; y, z (B,M) -> scalar."""
-    return (y - z).pow(2).sum() / (2 * alpha)  # 000 eq. (10), second term
+    """(1/(2 alpha)) ||Y - Z||_F^2 per model, SUMMED over the batch; y, z (G,B,M) -> (G,)."""
+    return (y - z).pow(2).sum(dim=(-2, -1)) / (2 * alpha)  # 000 eq. (10), second term
 
 
 class L1Prox(Autoencoder):
@@ -36,7 +39,7 @@ class L1Prox(Autoencoder):
         self.snapshots = []  # filled during training by on_epoch_end
 
     def penalty(self, x, h):
-        y = soft_threshold(h.detach(), self.alpha * self.beta / h.shape[0])  # 000 eq. (8), N = batch
+        y = soft_threshold(h.detach(), self.alpha * self.beta / h.shape[-2])  # 000 eq. (8), N = batch
         return proximal_coupling(y, h, self.alpha)
 
     def on_epoch_start(self, epoch, n_epochs):
@@ -44,8 +47,14 @@ class L1Prox(Autoencoder):
         return {"alpha": self.alpha}
 
     def on_epoch_end(self, epoch, n_epochs):
-        """Keep the encoder weights W (M,D) at the end of each alpha stage (000 Fig. 1c) in
+        """Keep the encoder weights W (G,M,D) at the end of each alpha stage (000 Fig. 1c) in
         self.snapshots: [{"epoch", "alpha", "W"}]."""
         last = epoch + 1 == n_epochs
         if last or penalty_alpha(epoch + 1, n_epochs, self.alpha0, self.f, self.T) != self.alpha:
             self.snapshots.append({"epoch": epoch, "alpha": self.alpha, "W": self.W.detach().cpu().clone()})
+
+    def extra_state(self) -> dict:
+        return {"snapshots": self.snapshots}  # a resumed run keeps the stages it had already passed
+
+    def load_extra_state(self, state: dict) -> None:
+        self.snapshots = list(state.get("snapshots", []))

@@ -1,8 +1,9 @@
 """Sparsity penalties as pure tensor functions, one paper equation each.
 
-h is the code batch (B,M); each returns a scalar that is a mean over the batch wherever
-the paper sums over samples (so the term's weight does not depend on the batch size),
-except where a docstring says otherwise.
+h is the code batch of G models, (G, B, M); each function returns one value per model, (G,),
+a mean over the batch wherever the paper sums over samples (so the term's weight does not
+depend on the batch size), except where a docstring says otherwise. A coefficient may be a
+number or a (G,) tensor (one value per model: the 003 sweep trains a grid of them at once).
 """
 
 import torch
@@ -10,46 +11,52 @@ import torch
 EPS = 1e-6  # keeps logs finite when a unit is always off or always on
 
 
+def per_model(coef, like: torch.Tensor):
+    """A coefficient as a (G,) tensor broadcastable against per-model values, or a float."""
+    return coef if isinstance(coef, (int, float)) else coef.to(like.dtype)
+
+
 def kl_sparsity(h, rho):
-    """sum_j KL(rho || rho_hat_j), rho_hat_j = batch mean of h_j; h (B,M) -> scalar."""
-    rho_hat = h.mean(dim=0).clamp(EPS, 1 - EPS)  # 000 [14] KLDSAE; 003 eq. (12)
-    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+    """sum_j KL(rho || rho_hat_j), rho_hat_j = batch mean of h_j; h (G,B,M), rho float or (G,) -> (G,)."""
+    rho_hat = h.mean(dim=-2).clamp(EPS, 1 - EPS)  # 000 [14] KLDSAE; 003 eq. (12)
+    rho = rho if isinstance(rho, (int, float)) else rho.to(h.dtype)[:, None]
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum(dim=-1)
 
 
 def l1_penalty(h):
-    """Mean over the batch of sum_j |h_j| (plain subgradient at 0); h (B,M) -> scalar."""
-    return h.abs().sum(dim=1).mean()  # 004 Obj: lambda * sum_i |a_i|; 000 eq. (2)
+    """Batch mean of sum_j |h_j| (plain subgradient at 0); h (G,B,M) -> (G,)."""
+    return h.abs().sum(dim=-1).mean(dim=-1)  # 004 Obj: lambda * sum_i |a_i|; 000 eq. (2)
 
 
 def student_t_penalty(h):
-    """Mean over the batch of sum_j log(1 + h_j^2); h (B,M) -> scalar."""
-    return torch.log1p(h * h).sum(dim=1).mean()  # 000 sec. I [13]: AL1SAE, smooth l1 surrogate
+    """Batch mean of sum_j log(1 + h_j^2); h (G,B,M) -> (G,)."""
+    return torch.log1p(h * h).sum(dim=-1).mean(dim=-1)  # 000 sec. I [13]: AL1SAE, smooth l1 surrogate
 
 
 def negative_weight_penalty(*weights):
-    """sum of squared negative entries over all given weight matrices -> scalar (not batch)."""
-    return sum(w.clamp(max=0).pow(2).sum() for w in weights)  # 000 [16] NCAE (Hosseini-Asl et al.)
+    """Sum of squared negative entries over the given (G, r, c) weight matrices -> (G,) (not batch)."""
+    return sum(w.clamp(max=0).pow(2).sum(dim=(-2, -1)) for w in weights)  # 000 [16] NCAE (Hosseini-Asl et al.)
 
 
 def smoothed_l0_squared(h, sigma):
-    """Per-sample C_s = (M - sum_i exp(-h_i^2 / (2 sigma^2)))^2; h (B,M) -> (B,)."""
-    l0 = h.shape[1] - torch.exp(-h * h / (2 * sigma**2)).sum(dim=1)  # 001 eq. (3)
+    """Per-sample C_s = (M - sum_i exp(-h_i^2 / (2 sigma^2)))^2; h (G,B,M) -> (G,B)."""
+    l0 = h.shape[-1] - torch.exp(-h * h / (2 * sigma**2)).sum(dim=-1)  # 001 eq. (3)
     return l0 * l0  # 001 eq. (7): the square spreads sparsity evenly over samples
 
 
 def contractive_penalty(dh_da, row_sq_norm):
-    """Mean over the batch of sum_j (dh_j/da_j)^2 ||W_j||^2 = ||dh/dx||_F^2.
+    """Batch mean of sum_j (dh_j/da_j)^2 ||W_j||^2 = ||dh/dx||_F^2.
 
-    dh_da (B,M), row_sq_norm (M,) = ||W_j||^2 -> scalar.
+    dh_da (G,B,M), row_sq_norm (G,M) = ||W_j||^2 -> (G,).
     """
-    return (dh_da.pow(2) * row_sq_norm).sum(dim=1).mean()  # 003 eq. (9)
+    return (dh_da.pow(2) * row_sq_norm[:, None, :]).sum(dim=-1).mean(dim=-1)  # 003 eq. (9)
 
 
 def marginalized_dae_penalty(dh_da, row_sq_norm):
-    """Mean over the batch of sum_j (dh_j/da_j)^2 ||W_j||^4; dh_da (B,M), row_sq_norm (M,)."""
-    return (dh_da.pow(2) * row_sq_norm.pow(2)).sum(dim=1).mean()  # 003 eq. (11)
+    """Batch mean of sum_j (dh_j/da_j)^2 ||W_j||^4; dh_da (G,B,M), row_sq_norm (G,M) -> (G,)."""
+    return (dh_da.pow(2) * row_sq_norm.pow(2)[:, None, :]).sum(dim=-1).mean(dim=-1)  # 003 eq. (11)
 
 
 def zero_rho_sparsity(h):
-    """-sum_j log(1 - rho_hat_j), rho_hat_j = batch mean of h_j; h (B,M) -> scalar."""
-    return -torch.log((1 - h.mean(dim=0)).clamp_min(EPS)).sum()  # 003 eq. (13): KL with rho = 0
+    """-sum_j log(1 - rho_hat_j), rho_hat_j = batch mean of h_j; h (G,B,M) -> (G,)."""
+    return -torch.log((1 - h.mean(dim=-2)).clamp_min(EPS)).sum(dim=-1)  # 003 eq. (13): KL with rho = 0

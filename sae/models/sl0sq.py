@@ -14,14 +14,15 @@ class SL0Sq(Autoencoder):
 
     def __init__(self, in_dim, hidden, *, sigmas, lam, **core):
         super().__init__(in_dim, hidden, **core)
-        self.sigmas, self.lam = [float(s) for s in sigmas], lam
+        self.sigmas = [float(s) for s in sigmas]
+        self.set_hyper(lam=lam)
         self.sigma = self.sigmas[-1]
 
     def penalty(self, x, h):
-        """(1/(2N)) sum_samples C_s; h (B,M) -> scalar."""
-        return 0.5 * smoothed_l0_squared(h, self.sigma).mean()  # 001 eq. (9), first term
+        """(1/(2N)) sum_samples C_s per model; h (G,B,M) -> (G,)."""
+        return 0.5 * smoothed_l0_squared(h, self.sigma).mean(dim=-1)  # 001 eq. (9), first term
 
-    def objective(self, x, generator=None):
+    def objective(self, x, streams=None):
         h = self.encode(x)
         recon = reconstruction_error(x, self.decode(h))
         # 001 eq. (9): lambda weighs the reconstruction, (lam/(2N)) sum ||x - y||^2

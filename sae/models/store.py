@@ -1,0 +1,94 @@
+"""A trained model directory, written and read only here: model.pt (the weights of every model
+of the batch, stacked) and hparams.json (what it was trained with; sae.config.protocol).
+
+Writes are atomic (a temporary file renamed into place); a missing, truncated or foreign
+file stops with DataError naming it, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from sae.errors import DataError
+
+HPARAMS_KEYS = ("paper", "dataset", "model", "id", "seeds", "in_dim", "loop", "options")
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save(model_dir, model, hparams: dict, snapshots=None) -> None:
+    """model.pt, hparams.json and (when the model keeps them) stages.pt under model_dir."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic(model_dir / "model.pt", lambda p: torch.save(state, p))
+    _atomic(model_dir / "hparams.json", lambda p: p.write_text(json.dumps(hparams, indent=2) + "\n"))
+    if snapshots is not None:
+        _atomic(model_dir / "stages.pt", lambda p: torch.save(snapshots, p))
+
+
+def read_hparams(model_dir) -> dict:
+    """hparams.json of a model directory (DataError when missing or malformed)."""
+    path = Path(model_dir) / "hparams.json"
+    if not path.is_file():
+        raise DataError(f"{path}: missing; its train stage has not run")
+    try:
+        hp = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); rerun its train stage") from None
+    missing = [k for k in HPARAMS_KEYS if not isinstance(hp, dict) or k not in hp]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; rerun its train stage")
+    return hp
+
+
+def layout_of(hparams: dict):
+    from sae.models.batch import layout
+    return layout(hparams["id"], hparams["options"], hparams["seeds"])
+
+
+def rebuild(hparams: dict):
+    """The untrained model batch an hparams.json describes (same ids, sizes, variants, seeds)."""
+    from sae.models import build
+    lay = layout_of(hparams)
+    opts = {k: v for k, v in hparams["options"].items() if k != "k_sweep"}
+    return build(hparams["id"], hparams["in_dim"], hparams["loop"]["hidden"], n_models=lay.n_models,
+                 per_model=lay.per_model(), **opts)
+
+
+def read_state(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; rerun the stage that writes it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle garbage: torch raises many types
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                        "rerun the stage that writes it") from None
+
+
+def load(model_dir, device="cpu"):
+    """(model batch in eval mode on `device`, hparams) of a trained model directory."""
+    model_dir = Path(model_dir)
+    hparams = read_hparams(model_dir)
+    model = rebuild(hparams)
+    state = read_state(model_dir / "model.pt")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise DataError(f"{model_dir / 'model.pt'}: does not match {model_dir / 'hparams.json'} "
+                        f"({str(exc).splitlines()[0][:160]}); rerun its train stage") from None
+    return model.to(device).eval(), hparams
+
+
+def load_snapshots(model_dir) -> list:
+    """stages.pt: [{"epoch", "alpha", "W" (G,M,D)}] at the end of each schedule stage ([] when none)."""
+    path = Path(model_dir) / "stages.pt"
+    return read_state(path) if path.is_file() else []

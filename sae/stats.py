@@ -1,0 +1,89 @@
+"""Statistics over seeds: summaries, the verdict test, and convergence of a training curve.
+
+Every measure is computed once per seed (model g of a batch); `summary` keeps the per-seed
+values beside their mean and sample standard deviation, so a metrics file holds what a
+verdict is decided from. `compare` decides an ordering claim by Welch's t-test on those
+values (scipy): "holds" when the gap is significant in the claimed direction, "does not
+hold" when it is significant the other way, "inconclusive" otherwise.
+"""
+from __future__ import annotations
+
+import math
+import statistics as _st
+from dataclasses import dataclass
+
+HOLDS, FAILS, INCONCLUSIVE, UNMEASURED = "holds", "does not hold", "inconclusive", "not measured"
+
+
+def _finite(values) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def summary(values, **extra) -> dict:
+    """{"mean", "std" (sample std over seeds; None for one), "n", "per_seed"} of per-seed values
+    (non-finite ones are kept in per_seed as None and left out of mean and std)."""
+    per_seed = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+    ok = _finite(per_seed)
+    out = {"mean": _st.fmean(ok) if ok else None, "std": _st.stdev(ok) if len(ok) > 1 else None,
+           "n": len(ok), "per_seed": per_seed}
+    out.update(extra)
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    verdict: str      # HOLDS / FAILS / INCONCLUSIVE
+    diff: float       # mean(a) - mean(b)
+    p_value: float | None
+    t: float | None
+    n: tuple[int, int]
+
+    def describe(self, level: float) -> str:
+        if self.p_value is None:
+            return f"difference {self.diff:+.4g}, n = {self.n[0]}, {self.n[1]}: too few seeds for a test"
+        return (f"difference {self.diff:+.4g}, Welch t = {self.t:.2f}, p = {self.p_value:.3g} "
+                f"(level {level:g}, n = {self.n[0]}, {self.n[1]})")
+
+
+def compare(a, b, better: str, level: float) -> Comparison:
+    """Is `a` better than `b` (better: "higher" | "lower")? Welch's two-sided t-test on the
+    per-seed values at `level`; with fewer than two values on a side, or no spread at all,
+    only an exact ordering of single values decides."""
+    a, b = _finite(a), _finite(b)
+    if not a or not b:
+        raise ValueError("compare needs at least one value on each side")
+    diff = _st.fmean(a) - _st.fmean(b)
+    sign = 1.0 if better == "higher" else -1.0
+    if len(a) < 2 or len(b) < 2:
+        return Comparison(INCONCLUSIVE, diff, None, None, (len(a), len(b)))
+    va, vb = _st.variance(a), _st.variance(b)
+    if va == 0 and vb == 0:  # identical seeds (e.g. raw pixels): the ordering is exact
+        verdict = HOLDS if sign * diff > 0 else FAILS if sign * diff < 0 else INCONCLUSIVE
+        return Comparison(verdict, diff, 0.0 if diff else 1.0, math.inf if diff else 0.0, (len(a), len(b)))
+    from scipy.stats import ttest_ind
+    res = ttest_ind(a, b, equal_var=False)
+    p, t = float(res.pvalue), float(res.statistic)
+    if p < level:
+        verdict = HOLDS if sign * diff > 0 else FAILS
+    else:
+        verdict = INCONCLUSIVE
+    return Comparison(verdict, diff, p, t, (len(a), len(b)))
+
+
+def relative_change(curve: list[float], window: float) -> float | None:
+    """|v_end - v_start| / |v_end| over the last `window` fraction of a per-epoch curve
+    (at least two epochs); None when the curve is too short or not finite."""
+    values = _finite(curve)
+    if len(values) < 2 or len(values) != len(curve):
+        return None
+    span = max(1, int(math.ceil(window * len(values))))
+    start, end = values[-span - 1], values[-1]
+    if end == 0:
+        return 0.0 if start == 0 else math.inf
+    return abs(end - start) / abs(end)
+
+
+def converged(curve: list[float], window: float, tolerance: float) -> bool | None:
+    """True when the curve moved by less than `tolerance` (relative) over its last `window`."""
+    change = relative_change(curve, window)
+    return None if change is None else change < tolerance

@@ -1,0 +1,18 @@
+"""check: validate params.yaml before any other stage runs (every stage depends on its output).
+
+Its output never changes (so nothing reruns because of it); a bad value makes this stage,
+the first of every `dvc repro`, fail with one line before DVC touches any other output.
+"""
+from pathlib import Path
+
+from sae.cli import expect_args, run_stage
+
+
+def main(params, args):
+    (out,) = expect_args(args, "OUT")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("params.yaml passed sae.config\n")
+
+
+if __name__ == "__main__":
+    run_stage(main)
