@@ -117,7 +117,6 @@ VISIBLE_UNITS = ("bernoulli", "gaussian")   # RBM visible units
 VIEWS = ("pixels", "unit", "standardize", "standardize_unit")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear")
-DEVICES = ("auto", "cpu", "cuda")
 SCALES = ("embedded", "paper", "tiny")
 SWEEP_ACTIVATIONS = ("relu", "sigmoid", "softplus")  # 003 sec. 3
 SWEEP_MODELS = ("dae", "cae", "mdae", "sae0", "edae")

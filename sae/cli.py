@@ -26,7 +26,7 @@ def cpu_threads(threads: int) -> int:
 def stage_device(params):
     """params.device as a torch.device; on the CPU torch gets its share of the cores (cpu_threads)."""
     import torch
-    from sae.train import resolve_device
+    from sae.device import resolve_device
     device = resolve_device(params.device)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(params.threads))

@@ -142,12 +142,13 @@ def evaluate_batch(model, layout, data: dict, *, n_classes: int, classify_cfg, e
     configuration (variant 0) with its k-sweep variants under "variants", and the histogram
     rows (variant label, bin_left, bin_right, count) of each variant's test codes (first seed)."""
     threshold = catalog.activation_threshold(getattr(model, "activation", "linear"))
-    results, hist_rows = [], []
+    results, hist_rows, bad = [], [], []
     for v in range(len(layout.variants)):
         per_seed = []
         for g, seed in zip(layout.models_of(v), layout.seeds):
             r, h = evaluate_one(model.select(g), data, n_classes=n_classes, classify_cfg=classify_cfg,
                                 alphas=evaluate_cfg.alphas, batch=evaluate_cfg.batch, seed=seed)
+            bad += null_nonfinite(r, f"{layout.label(v) + '/' if v else ''}seed{seed}.")
             per_seed.append(r)
             if g == layout.models_of(v)[0]:
                 hist = histogram(torch.nan_to_num(h), evaluate_cfg.hist_bins)
@@ -160,7 +161,7 @@ def evaluate_batch(model, layout, data: dict, *, n_classes: int, classify_cfg, e
     out = results[0]
     if len(results) > 1:
         out["variants"] = {layout.label(v): {**layout.variants[v], **results[v]} for v in range(1, len(results))}
-    bad = null_nonfinite(out)
+    bad += null_nonfinite(out)
     if bad:
         out["nonfinite"] = "not finite, written as null: " + ", ".join(bad)
     return out, hist_rows

@@ -68,6 +68,8 @@ class SGD(_Optimizer):
     """SGD with momentum (002 eq. 11; 003 sec. 3) in torch's form: d = g + wd p;
     v <- mu v + d (v = d at the first step); p <- p - lr v."""
 
+    capturable = True
+
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
@@ -91,8 +93,11 @@ class SGD(_Optimizer):
 
 
 class Adam(_Optimizer):
-    """Adam (Kingma and Ba) with L2 weight decay added to the gradient, as torch.optim.Adam; the
-    step count and bias corrections are tensors, so a captured step replays correctly."""
+    """Adam (Kingma and Ba) with L2 weight decay added to the gradient, as torch.optim.Adam
+    (foreach=False), operation for operation. Its step count is a Python number, so a captured
+    CUDA graph would replay one step's bias corrections: sae.train never captures Adam."""
+
+    capturable = False
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
@@ -106,16 +111,16 @@ class Adam(_Optimizer):
                     continue
                 state = self.state.get(p)
                 if not state:
-                    state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
-                                             "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                    state = self.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                             "exp_avg_sq": torch.zeros_like(p)}
                 grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
-                step = state["step"].add_(1)
+                state["step"] += 1
+                step = float(state["step"])
                 state["exp_avg"].lerp_(grad, 1 - beta1)
                 state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias1 = 1 - torch.pow(beta1, step)
-                bias2_sqrt = (1 - torch.pow(beta2, step)).sqrt()
+                bias2_sqrt = (1 - beta2 ** step) ** 0.5
                 denom = (state["exp_avg_sq"].sqrt() / bias2_sqrt).add_(eps)
-                p.sub_(state["exp_avg"] / denom * (lr / bias1))
+                p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1 ** step))
 
 
 def make_optimizer(params, optimizer: str, lr: float, momentum: float):

@@ -27,15 +27,6 @@ from sae.rng import Streams
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda:N` a given GPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ParamError(f"device={name}: no CUDA device is available (use auto or cpu)")
-    return torch.device(name)
-
-
 def learning_rate(epoch: int, epochs: int, lr: float, schedule: str, final_lr: float) -> float:
     """Per-epoch rate: constant, or linear from lr down to final_lr over the run (002 sec. 4.2.2)."""
     if schedule == "constant" or epochs <= 1:
@@ -135,7 +126,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
 
     n = x_train.shape[-2]
     steps = math.ceil(n / batch)
-    graphs = cuda_graph and device.type == "cuda"
+    graphs = cuda_graph and device.type == "cuda" and opt.capturable
     if graphs:
         from sae.cuda_graph import EpochGraphs
         replayer = EpochGraphs(name)

@@ -8,8 +8,9 @@ from sae.cli import expect_args, run_stage
 
 def main(params, args):
     dataset, raw_dir, out_dir = expect_args(args, "DATASET RAW_DIR OUT_DIR")
+    from sae.config import data_config
     from sae.data import prepared, sources
-    cfg = params.data[dataset]
+    cfg = data_config(dataset, params.data[dataset])
     splits = sources.load(dataset, Path(raw_dir), cfg)
     meta = prepared.write(splits, Path(out_dir), dataset=dataset, std_eps=cfg["std_eps"])
     logging.getLogger("prepare").info("%s: %s", dataset, json.dumps(meta["n"]))

@@ -78,10 +78,10 @@ def http_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mnist5k_dir(tmp_path_factory):
     """mnist5k prepared with the real params.yaml config, once per test session."""
+    from sae.config import load
     from sae.data import prepared, sources
-    from sae.params import load
 
-    cfg = load(Path(__file__).parent.parent / "params.yaml")["data"]["mnist5k"]
+    cfg = load(Path(__file__).parent.parent / "params.yaml").data["mnist5k"]
     root = tmp_path_factory.mktemp("mnist5k")
     sources.fetch("mnist5k", root / "raw")
     splits = sources.load("mnist5k", root / "raw", cfg)
@@ -98,3 +98,63 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose_params(root: Path, *overrides: str) -> str:
+    """params.yaml as `dvc exp run -S ...` composes it from root/conf (Hydra)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    with initialize_config_dir(str(Path(root) / "conf"), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def run(args, cwd, check=True, env=None):
+    """A subprocess in `cwd` with this interpreter's tools first on PATH and the copy's code importable."""
+    import subprocess
+    import sys
+    full = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd), **(env or {}))
+    proc = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def dvc(*args, cwd, check=True, env=None):
+    import sys
+    return run([sys.executable, "-m", "dvc", *args], cwd, check, env)
+
+
+def git(*args, cwd):
+    return run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd)
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project's files (tracked, and untracked ones git does not ignore) in a fresh git repo."""
+    import shutil
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    git("init", "-q", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory):
+    """A copy of the repository with params.yaml composed at scale=tiny, reproduced once with the
+    real `dvc repro`, and committed: (path, output of that repro)."""
+    dest = copy_repo(tmp_path_factory.mktemp("pipeline"))
+    (dest / "params.yaml").write_text(compose_params(dest, "scale=tiny"))
+    git("add", "-A", cwd=dest)
+    git("commit", "-qm", "tiny", cwd=dest)
+    first = dvc("repro", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "-qm", "reproduced", cwd=dest)
+    return dest, first.stdout + first.stderr

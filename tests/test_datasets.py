@@ -21,7 +21,7 @@ import yaml
 from sae.data import formats, prepared, sources
 from sae.data.download import RemoteFile
 from sae.errors import DataError
-from sae.params import check_data
+from sae.config import data_config as check_data
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -90,6 +90,7 @@ CASES = {
     "fashion": _IDX,
     "norb": Case(_gen_norb, {"val": 5}, 2048, (15, 5, 10), 5),
     "cifar10_patches": Case(_gen_cifar, {"n_train": 300, "n_val": 60, "n_test": 60}, 192, (300, 60, 60), 0),
+    "cifar10_pixel_patches": Case(_gen_cifar, {"n_train": 300, "n_val": 60, "n_test": 60}, 192, (300, 60, 60), 0),
     "cifar10": Case(_gen_cifar, {"val": 10}, 3072, (40, 10, 10), 10),
     "svhn": Case(_gen_svhn, {"val": 10}, 1024, (20, 10, 10), 10),
     "optdigits_uci": Case(_gen_optdigits_uci, {"val": 50}, 64, (3773, 50, 1797), 10),
@@ -221,7 +222,8 @@ def _row_hashes(x: np.ndarray) -> list[bytes]:
 
 
 @pytest.mark.parametrize("dataset, dim, scale, n_classes",
-                         [("mnist5k", 784, 255.0, 10), ("optdigits", 64, 16.0, 10), ("patches", 192, None, 0)])
+                         [("mnist5k", 784, 255.0, 10), ("optdigits", 64, 16.0, 10), ("patches", 192, None, 0),
+                          ("pixel_patches", 192, None, 0)])
 def test_embedded_sets(dataset, dim, scale, n_classes, tmp_path):
     """The default offline sets with the real params.yaml configs; preparing twice is byte-identical."""
     cfg, raw = _cfg(dataset), tmp_path / "raw"
@@ -247,3 +249,30 @@ def test_embedded_sets(dataset, dim, scale, n_classes, tmp_path):
         for b in split_rows[i + 1:]:
             assert all(src[h] > 1 for h in a.keys() & b.keys())
     assert len(data["x_train"]) + len(data["x_val"]) + len(data["x_test"]) == len(source)
+
+
+def test_pixel_patches_are_pixels_in_the_unit_range_and_patches_are_whitened(tmp_path):
+    """003's patch input is pixels (standardised by the model's input view), 002's is LCN + ZCA."""
+    for dataset in ("patches", "pixel_patches"):
+        _stage(dataset, tmp_path / dataset / "raw", tmp_path / dataset / "prepared", _cfg(dataset))
+    pixels = prepared.read(tmp_path / "pixel_patches" / "prepared", "pixels")["x_train"]
+    whitened = prepared.read(tmp_path / "patches" / "prepared", "pixels")["x_train"]
+    assert pixels.min() >= 0 and pixels.max() <= 1 and pixels.mean() > 0.1
+    assert whitened.min() < 0 and abs(float(whitened.mean())) < 0.05
+
+
+def test_the_remote_table_can_come_from_a_file(http_server, monkeypatch, tmp_path):
+    """SAE_REMOTE_FILES points the downloads of a DVC run (a subprocess) at mirrors or test files."""
+    files = _generate("svhn", tmp_path / "generated")
+    for name, data in files.items():
+        (http_server.root / name).write_bytes(data)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"svhn": [{"name": n, "md5": hashlib.md5(d).hexdigest(),
+                                          "urls": [f"{http_server.url}/{n}"]} for n, d in files.items()]}))
+    monkeypatch.setenv(sources.REMOTE_TABLE_ENV, str(table))
+    raw = tmp_path / "raw"
+    sources.fetch("svhn", raw)
+    assert {p.name for p in raw.iterdir()} == set(files)
+    monkeypatch.setenv(sources.REMOTE_TABLE_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(DataError, match="SAE_REMOTE_FILES"):
+        sources.fetch("mnist", raw)

@@ -1,103 +1,94 @@
-"""evaluate@D-M: the metrics dict, the stage's files, and ksparse features versus raw pixels."""
+"""evaluate: the metrics of every seed (and k) of a trained batch, summarised over seeds, and
+k-sparse features against raw pixels."""
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from sae import classify, evaluate
-from sae.data import prepared
+from sae import evaluate, stats
+from sae.config import schema, validate_group
 from sae.data.prepared import Splits
-from sae.errors import ParamError
 from sae.models import build
-from sae.params import model_config
-from sae.train import train_model
-from tests.test_classify import prepared_dir, raw_metrics, tensors
+from sae.models.batch import layout
+from sae.rng import init_generators
+from sae.train import fit
+from tests.test_classify import CLASSIFY, PARAMS, prepared_dir, raw_metrics, tensors
 
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-CLASSIFY = classify.check_config(PARAMS["classify"])
-EVALUATE = evaluate.check_config(PARAMS["evaluate"])
-
+EVALUATE = validate_group(schema.Evaluate, PARAMS["evaluate"], "evaluate")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _data(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "n_classes"}
 
 
-def _run(model, d, **kw):
-    args = dict(n_classes=d["n_classes"], classify_cfg=CLASSIFY, alphas=EVALUATE["alphas"], hist_bins=20)
-    args.update(kw)
-    return evaluate.evaluate(model, {k: v for k, v in d.items() if k != "n_classes"}, **args)
-
-
-def _check_keys(result: dict, *, ksparse: bool = False) -> None:
-    for key in evaluate.MEASURE_KEYS + ("logreg",):
-        assert key in result, key
-    for key in ("recon_error", "gini", "hoyer"):
-        assert set(result[key]) >= {"mean", "std"}, key
-    assert set(result["logreg"]) >= set(evaluate.LOGREG_KEYS)
-    assert ("alpha" in result["logreg"]) == ksparse
-    assert not evaluate.has_nan(result)
-    json.dumps(result, allow_nan=False)
+def _trained(model_id, d, seeds, epochs, hidden, per_model=None, **options):
+    model = build(model_id, d["x_train"].shape[1], hidden, n_models=len(seeds), generators=init_generators(seeds),
+                  per_model=per_model, **options)
+    fit(model, d["x_train"], d["x_val"][:500], epochs=epochs, batch=50, lr=0.003, seeds=seeds, progress=False)
+    return model
 
 
 def test_ksparse_features_beat_raw_pixels_on_mnist5k(tmp_path_factory):
-    """002 Table 1 in small: a k-sparse AE (params.yaml's mnist5k config, a few epochs) gives
-    features on which the same logistic regression errs less than on raw pixels."""
-    folder = prepared_dir(tmp_path_factory, "mnist5k")
-    cfg = dict(model_config(PARAMS, "mnist5k", "ksparse"), epochs=3)
-    d = tensors(folder, cfg["input"])
-    model, _ = train_model("ksparse", cfg, d["x_train"], d["x_val"][:500], seed=0, progress=False)
-    ks, hist = _run(model, d)
+    """002 Table 1 in small: a k-sparse AE (002's MNIST settings: 1000 units, k = 25, a few
+    epochs) gives features on which the same logistic regression errs less than on raw pixels."""
+    d = tensors(prepared_dir(tmp_path_factory, "mnist5k"))
+    model = _trained("ksparse", d, [0], 3, 1000, k=25, k_start=100, alpha=3, init="gaussian", init_std=0.01)
+    ks, codes = evaluate.evaluate_one(model, _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=EVALUATE.alphas)
     raw = raw_metrics(tmp_path_factory, "mnist5k")  # the same classifier on raw pixels
-    _check_keys(ks, ksparse=True)
-    _check_keys(raw)
     print(f"mnist5k test error: ksparse {ks['logreg']['test_error']:.4f} (alpha {ks['logreg']['alpha']:g}), "
           f"raw {raw['logreg']['test_error']:.4f}")
     assert ks["logreg"]["test_error"] < raw["logreg"]["test_error"]
-    assert ks["logreg"]["alpha"] in EVALUATE["alphas"]
-    assert ks["units"] == min(round(ks["logreg"]["alpha"] * cfg["k"]), cfg["hidden"])
-    assert ks["dead_fraction"] < 0.5 and 0 < ks["activation_fraction"] <= ks["units"] / cfg["hidden"]
-    assert raw["recon_error"] == {"mean": 0.0, "std": 0.0}
-    assert sum(hist["count"]) == 1000 * cfg["hidden"]
+    assert ks["logreg"]["alpha"] in EVALUATE.alphas
+    assert ks["units"] == round(ks["logreg"]["alpha"] * 25) and codes.shape == (1000, 1000)
+    assert 0 < ks["activation_fraction"] <= ks["units"] / 1000 + 1e-6
+    assert raw["recon_error"] == {"mean": 0.0, "sample_std": 0.0}
 
 
 def test_ksparse_alpha_is_chosen_on_validation(tmp_path_factory):
     """Every alpha is tried; the chosen one has the lowest validation error."""
     d = tensors(prepared_dir(tmp_path_factory, "optdigits"))
-    cfg = dict(model_config(PARAMS, "optdigits", "ksparse"), epochs=4)
-    model, _ = train_model("ksparse", cfg, d["x_train"], d["x_val"], seed=0, progress=False)
+    model = _trained("ksparse", d, [0], 4, 100, k=10, k_start=40, alpha=2)
     errors = {}
     for a in (1.0, 3.0):
-        r, _ = _run(model, d, alphas=[a])
+        r, _ = evaluate.evaluate_one(model, _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=[a])
         errors[a] = r["logreg"]["val_error"]
-        assert r["units"] == min(round(a * cfg["k"]), cfg["hidden"])
-    both, _ = _run(model, d, alphas=[1.0, 3.0])
+        assert r["units"] == round(a * 10)
+    both, _ = evaluate.evaluate_one(model, _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=[1.0, 3.0])
     assert both["logreg"]["val_error"] == min(errors.values())
     assert both["logreg"]["alpha"] == min(errors, key=lambda a: (errors[a], a))
+
+
+def test_a_batch_is_evaluated_per_seed_and_per_k_and_summarised_over_seeds(tmp_path_factory):
+    d = tensors(prepared_dir(tmp_path_factory, "optdigits"))
+    lay = layout("ksparse", {"k": 10, "k_start": 40, "k_sweep": [5]}, [0, 1])
+    model = _trained("ksparse", d, lay.model_seeds, 2, 100, per_model=lay.per_model(), alpha=2)
+    cfg = EVALUATE.model_copy(update={"alphas": [1.0, 2.0]})
+    out, hist = evaluate.evaluate_batch(model, lay, _data(d), n_classes=10, classify_cfg=CLASSIFY, evaluate_cfg=cfg)
+    assert out["n_seeds"] == 2 and out["seeds"] == [0, 1] and set(out["variants"]) == {"k=5"}
+    one = evaluate.evaluate_one(model.select(1), _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=[1.0, 2.0],
+                                seed=1)[0]
+    assert out["gini"]["per_seed"][1] == one["gini"]["mean"]  # the per-seed values are the models' own
+    assert out["gini"] == stats.summary(out["gini"]["per_seed"], sample_std=out["gini"]["sample_std"])
+    assert out["gini"]["std"] > 0 and out["logreg"]["test_error"]["n"] == 2
+    assert out["variants"]["k=5"]["k"] == 5 and out["variants"]["k=5"]["units"] <= 10
+    assert {v for v, *_ in hist} == {"", "k=5"}
+    assert sum(c for v, _, _, c in hist if v == "") == out["n_test"] * 100  # every code entry of one seed
+    json.dumps(out, allow_nan=False)
 
 
 def test_measures_of_known_codes():
     h = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
     m = evaluate.measures(h, 0.1)
     assert m["hoyer"]["mean"] == pytest.approx(0.5)
-    assert m["hoyer"]["std"] == pytest.approx(0.5) == m["ssd"]
+    assert m["hoyer"]["sample_std"] == pytest.approx(0.5) == m["ssd"]
     assert m["activation_fraction"] == pytest.approx(5 / 8)
-    assert m["dead_fraction"] == 0.0 and m["units"] == 4 and m["threshold"] == 0.1
+    assert m["dead_fraction"] == 0.0
     one = evaluate.measures(torch.ones(3, 1), 0.0)
     assert one["hoyer"]["mean"] is None and one["ssd"] is None  # undefined, not NaN
 
@@ -110,96 +101,27 @@ def test_histogram_counts_every_entry():
     assert sum(flat["count"]) == 4
 
 
-def _unlabelled(n=200, dim=16, seed=0) -> Splits:
+def _unlabelled(n=200, dim=16, seed=0) -> dict:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
-    return Splits(x[:120], None, x[120:160], None, x[160:], None, (1, 4, 4))
+    s = Splits(x[:120], None, x[120:160], None, x[160:], None, (1, 4, 4))
+    return {k: (None if v is None else torch.from_numpy(v)) for k, v in vars(s).items() if k != "image_shape"}
 
 
 def test_unlabelled_set_gets_measures_and_no_classifier():
-    s = _unlabelled()
-    d = {k: (None if v is None else torch.from_numpy(v)) for k, v in vars(s).items() if k != "image_shape"}
-    torch.manual_seed(0)
-    model = build("ksparse", 16, 32, k=4, k_start=8, alpha=2.0)
-    r, _ = evaluate.evaluate(model, d, n_classes=0, classify_cfg=CLASSIFY, alphas=[1, 2])
-    _check_keys(r, ksparse=True)
+    model = build("ksparse", 16, 32, k=4, k_start=8, alpha=2.0, generators=init_generators([0]))
+    r, _ = evaluate.evaluate_one(model, _unlabelled(), n_classes=0, classify_cfg=CLASSIFY, alphas=[1, 2])
     assert r["logreg"]["test_error"] is None and "unlabelled" in r["logreg"]["skipped"]
     assert r["logreg"]["alpha"] == 2.0 and r["units"] == 8
 
 
 def test_nonfinite_values_become_null_with_a_reason():
-    s = _unlabelled()
-    d = {k: (None if v is None else torch.from_numpy(v)) for k, v in vars(s).items() if k != "image_shape"}
     model = build("ae", 16, 8)
     with torch.no_grad():
-        model.W[0, 0] = float("nan")  # a broken model: NaN codes
-    r, hist = evaluate.evaluate(model, d, n_classes=0, classify_cfg=CLASSIFY)
-    assert not evaluate.has_nan(r) and not evaluate.has_nan(hist)
-    assert "recon_error.mean" in r["nonfinite"]
-
-
-@pytest.mark.parametrize("cfg,match", [
-    ({"alphas": [0.5], "hist_bins": 10, "batch": 10, "threads": 1}, "evaluate.alphas"),
-    ({"alphas": [], "hist_bins": 10, "batch": 10, "threads": 1}, "evaluate.alphas"),
-    ({"alphas": [1], "hist_bins": 0, "batch": 10, "threads": 1}, "evaluate.hist_bins"),
-    ({"alphas": [1], "hist_bins": 10, "batch": 10, "threads": -1}, "evaluate.threads"),
-    ({"alphas": [1], "hist_bins": 10, "threads": 1}, "evaluate.batch: missing"),
-    ({"alphas": [1], "hist_bins": 10, "batch": 10, "threads": 1, "x": 1}, "evaluate.x"),
-])
-def test_bad_config_names_the_key(cfg, match):
-    with pytest.raises(ParamError, match=match):
-        evaluate.check_config(cfg)
-
-
-def _write_model(root: Path, dataset: str, model_id: str, x_train: np.ndarray, epochs: int = 1) -> None:
-    """models/D/M/{model.pt,hparams.json} as stages/train.py writes them."""
-    cfg = dict(model_config(PARAMS, dataset, model_id), epochs=epochs)
-    x = torch.from_numpy(prepared.input_view(x_train, _stats(root, dataset), cfg["input"]))
-    model, _ = train_model(model_id, cfg, x, x[:50], seed=0, progress=False)
-    out = root / "models" / dataset / model_id
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
-    hparams = {"dataset": dataset, "model": model_id, "seed": 0, "in_dim": x.shape[1], **cfg}
-    (out / "hparams.json").write_text(json.dumps(hparams))
-
-
-def _stats(root, dataset):
-    return np.load(root / "data" / "prepared" / dataset / "stats.npz")
-
-
-def test_stage_writes_metrics_json_and_histogram(tmp_path, tmp_path_factory, monkeypatch):
-    """stages/evaluate.py end to end on optdigits: flat JSON with every key, no NaN, histogram CSV;
-    same inputs give the identical file (CPU)."""
-    src = prepared_dir(tmp_path_factory, "optdigits")
-    dst = tmp_path / "data" / "prepared" / "optdigits"
-    shutil.copytree(src, dst)
-    x_train = np.load(dst / "x_train.npy")
-    for model_id in ("ae", "ksparse", "raw"):
-        _write_model(tmp_path, "optdigits", model_id, x_train)
-    monkeypatch.chdir(tmp_path)
-    params = dict(PARAMS, device="cpu", seed=0)
-    stage = _stage("evaluate")
-    for model_id in ("ae", "ksparse", "raw"):
-        stage.main(params, ["optdigits", model_id])
-        path = tmp_path / "metrics" / "optdigits" / f"{model_id}.json"
-        text = path.read_text()
-        assert "NaN" not in text and "Infinity" not in text
-        result = json.loads(text)
-        _check_keys(result, ksparse=model_id == "ksparse")
-        assert result["input"] == model_config(PARAMS, "optdigits", model_id)["input"]
-        assert 0 <= result["logreg"]["test_error"] <= 1 and math.isfinite(result["logreg"]["l2"])
-        with open(tmp_path / "metrics" / "optdigits" / f"{model_id}_hist.csv") as f:
-            rows = list(csv.DictReader(f))
-        assert len(rows) == PARAMS["evaluate"]["hist_bins"]
-        width = PARAMS["train"]["optdigits"]["hidden"] if model_id == "ksparse" else result["units"]
-        assert sum(int(r["count"]) for r in rows) == result["n_test"] * width  # every code entry
-    first = (tmp_path / "metrics" / "optdigits" / "ae.json").read_text()
-    stage.main(params, ["optdigits", "ae"])
-    assert (tmp_path / "metrics" / "optdigits" / "ae.json").read_text() == first
-
-
-def test_stage_missing_model_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    from sae.errors import DataError
-    with pytest.raises(DataError, match="models/optdigits/ae/model.pt"):
-        _stage("evaluate").main(dict(PARAMS), ["optdigits", "ae"])
+        model.W[0, 0, 0] = float("nan")  # a broken model: NaN codes
+    lay = layout("ae", {}, [0])
+    out, hist = evaluate.evaluate_batch(model, lay, _unlabelled(), n_classes=0, classify_cfg=CLASSIFY,
+                                        evaluate_cfg=EVALUATE)
+    text = json.dumps(out, allow_nan=False)  # raises on NaN
+    assert "recon_error" in out["nonfinite"] and "NaN" not in text
+    assert all(math.isfinite(c) for *_, c in hist)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from sae.metrics import (
-    ACTIVATION_THRESHOLD,
     activation_fraction,
     dead_fraction,
     gini,
@@ -106,4 +105,14 @@ def test_reconstruction_error_per_row(device):
 
 
 def test_activation_thresholds():
+    from sae.catalog import ACTIVATION_THRESHOLD
     assert ACTIVATION_THRESHOLD == {"relu": 0.0, "sigmoid": 0.1, "softplus": 0.1, "tanh": 0.1, "linear": 0.0}
+
+
+def test_leading_model_axis_is_kept():
+    h = torch.rand(3, 50, 8)
+    assert gini(h).shape == (3, 50) and hoyer(h).shape == (3, 50) and ssd(h).shape == (3,)
+    assert activation_fraction(h, 0.5).shape == (3,) and dead_fraction(h, 0.5).shape == (3,)
+    for g in range(3):
+        torch.testing.assert_close(gini(h)[g], gini(h[g]))
+        torch.testing.assert_close(activation_fraction(h, 0.5)[g], activation_fraction(h[g], 0.5))

@@ -1,5 +1,5 @@
-"""End to end: the real `dvc repro` on a copy of the repository with a tiny params.yaml."""
-import os
+"""End to end: the real `dvc repro` / `dvc exp run` on a copy of the repository at scale=tiny."""
+import hashlib
 import re
 import shutil
 import subprocess
@@ -7,76 +7,43 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import compose_params, dvc, git, run
+
 pytestmark = pytest.mark.slow
 
 
-def _run(args, cwd, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd))
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def _dvc(*args, cwd, check=True):
-    return _run([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def _git(*args, cwd):
-    return _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd)
-
-
-def _ran(output: str) -> list[str]:
+def ran(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def tiny_params() -> dict:
-    """The repository's params.yaml cut down to one embedded dataset, three models, few epochs."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["datasets"] = params["train_datasets"] = ["optdigits"]
-    params["models"] = ["raw", "ae", "ksparse"]
-    params["train"]["optdigits"].update(hidden=32, epochs=2)
-    params["model"]["ksparse"]["datasets"]["optdigits"].update(k=5, k_start=10)
-    params["sweep"].update(datasets=["optdigits"], models=["cae"],
-                           grid={"coefficients": [0, 0.25], "activations": ["relu"], "unit_norm": [True]})
-    params["sweep"]["optdigits"] = {"hidden": 8, "epochs": 1, "workers": 1}
-    params["ksweep"].update(datasets=["optdigits"], k=[3])
-    return params
+@pytest.fixture
+def repo(tiny_repo):
+    """The reproduced tiny repository; whatever a test changes is put back afterwards."""
+    dest, output = tiny_repo
+    yield dest, output
+    git("checkout", "-q", "--", ".", cwd=dest)
+    dvc("checkout", "-f", cwd=dest)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git + DVC repository holding the tracked files of this one, with tiny params, reproduced once."""
-    dest = tmp_path_factory.mktemp("pipeline")
-    files = _run(["git", "ls-files"], ROOT).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    _git("init", "-q", cwd=dest)
-    _git("add", "-A", cwd=dest)
-    _git("commit", "-qm", "tiny", cwd=dest)
-    first = _dvc("repro", cwd=dest)
-    _git("add", "-A", cwd=dest)
-    _git("commit", "-qm", "reproduced", cwd=dest)
-    return dest, first.stdout + first.stderr
+def digest(root: Path, *folders: str) -> dict[str, str]:
+    """sha256 of every file under the given folders."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for f in folders for p in sorted((root / f).rglob("*")) if p.is_file()}
 
 
-def test_repro_builds_every_stage_offline(repo):
+def test_repro_builds_every_stage_offline_with_the_paper_in_its_name(repo):
     dest, output = repo
-    ran = _ran(output)
-    for stage in ("download@optdigits", "prepare@optdigits", "train@optdigits-ae", "train@optdigits-ksparse"):
-        assert stage in ran, output[-2000:]
-    for model in ("raw", "ae", "ksparse"):
-        assert (dest / "models/optdigits" / model / "model.pt").is_file()
-        assert (dest / "models/optdigits" / model / "hparams.json").is_file()
-    assert (dest / "models/optdigits/ae/live/plots/metrics/loss.tsv").is_file()
+    stages = ran(output)
+    for stage in ("check", "download@optdigits", "prepare@optdigits", "train-amini2018@optdigits-l1prox",
+                  "evaluate-seyyedsalehi2017@optdigits-sl0sq", "finetune-makhzani2014@optdigits-ksparse",
+                  "sweep-arpit2016@optdigits-cae", "report"):
+        assert stage in stages, output[-2000:]
+    assert stages[0] == "check"
+    for paper, model in (("amini2018", "ae"), ("makhzani2014", "ksparse")):
+        out = dest / "models" / paper / "optdigits" / model
+        assert (out / "model.pt").is_file() and (out / "hparams.json").is_file()
+        assert (out / "live" / "metrics.json").is_file()
     report = (dest / "reports/report.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert images and all((dest / "reports" / img).is_file() for img in images), images
@@ -85,72 +52,95 @@ def test_repro_builds_every_stage_offline(repo):
 
 def test_nothing_to_do_afterwards(repo):
     dest, _ = repo
-    status = _dvc("status", cwd=dest)
+    status = dvc("status", cwd=dest)
     assert "up to date" in status.stdout, status.stdout
-    again = _dvc("repro", cwd=dest)
-    assert _ran(again.stdout) == [], again.stdout
+    assert ran(dvc("repro", cwd=dest).stdout) == []
 
 
-def test_changing_k_reruns_only_ksparse_stages(repo):
+def test_a_knob_of_one_papers_model_reruns_only_that_models_stages(repo):
     dest, _ = repo
-    # optdigits takes k from its per-dataset override (tiny_params), which wins over model.ksparse.k
-    out = _dvc("exp", "run", "-S", "model.ksparse.datasets.optdigits.k=4", cwd=dest)
-    ran = _ran(out.stdout)
-    assert "report" in ran
-    published = "sae/report/published.csv"
-    assert (dest / published).read_bytes() == (ROOT / published).read_bytes()
-    assert "train@optdigits-ksparse" in ran, out.stdout
-    assert all("ksparse" in s or s.startswith(("report", "ksweep@")) for s in ran), ran
-    table = (dest / "reports/ksweep/ksweep_optdigits.csv").read_text().splitlines()
-    assert any(line.startswith("optdigits,ksparse,4,") for line in table), table  # the model at its new k
+    out = dvc("exp", "run", "-S", "scale=tiny", "-S", "makhzani2014.model.ksparse.datasets.optdigits.k=4", cwd=dest)
+    stages = set(ran(out.stdout))
+    assert {"train-makhzani2014@optdigits-ksparse", "evaluate-makhzani2014@optdigits-ksparse",
+            "finetune-makhzani2014@optdigits-ksparse", "report"} <= stages, out.stdout
+    assert stages <= {"check", "train-makhzani2014@optdigits-ksparse", "evaluate-makhzani2014@optdigits-ksparse",
+                      "finetune-makhzani2014@optdigits-ksparse", "report"}, stages
 
 
-def _rows(markdown: str, first_cell: str) -> list[list[str]]:
-    """Cells of the markdown table rows whose first cell is `first_cell`."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
-            if line.startswith("|")]
-    return [r for r in rows if r[0] == first_cell]
-
-
-def test_model_knob_changes_the_report_numbers(repo):
+def test_a_model_knob_changes_that_models_numbers_and_nothing_elses(repo):
     dest, _ = repo
-    before = (dest / "reports/report.md").read_text()
-    out = _dvc("exp", "run", "-S", "model.ae.weight_decay=0.003", cwd=dest)
-    ran = _ran(out.stdout)
-    assert sorted(ran) == ["evaluate@optdigits-ae", "finetune@optdigits-ae", "report", "train@optdigits-ae"], ran
-    after = (dest / "reports/report.md").read_text()
-    # 000 Table I reports the weight decay the model was trained with
-    decay = [r for r in _rows(after, "AE (ae)") if r[1].startswith("λ1")]
-    assert decay and decay[0][-1] == "0.003", decay
-    # 001 Fig. 2 table on optdigits: ae's measured numbers move, nothing else's
-    old, new = _rows(before, "RAE (ae)"), _rows(after, "RAE (ae)")
-    assert old and len(old) == len(new) and any(o[-1] != n[-1] for o, n in zip(old, new)), (old, new)
-    assert _rows(before, "SAE+L1 (l1)") == _rows(after, "SAE+L1 (l1)")
-    published = "sae/report/published.csv"
-    assert (dest / published).read_bytes() == (ROOT / published).read_bytes()
+    before = digest(dest, "metrics")
+    out = dvc("exp", "run", "-S", "scale=tiny", "-S", "amini2018.model.ae.weight_decay=0.003", cwd=dest)
+    assert sorted(ran(out.stdout)) == ["check", "evaluate-amini2018@optdigits-ae", "report",
+                                       "train-amini2018@optdigits-ae"], out.stdout
+    after = digest(dest, "metrics")
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    assert changed and all(k.startswith("metrics/amini2018/optdigits/ae") for k in changed), changed
 
 
-def test_finetune_seeds_rerun_only_finetune_stages(repo):
+def test_a_classifier_knob_retrains_no_autoencoder_and_metrics_diff_lists_changes(repo):
     dest, _ = repo
-    out = _dvc("exp", "run", "-S", "finetune.seeds=[0,1]", cwd=dest)
-    ran = _ran(out.stdout)
-    assert any(s.startswith("finetune@") for s in ran), out.stdout
-    assert all(s.startswith(("finetune@", "report")) for s in ran), ran
+    out = dvc("exp", "run", "-S", "scale=tiny", "-S", "classify.epochs=5", cwd=dest)
+    stages = ran(out.stdout)
+    assert any(s.startswith("evaluate-") for s in stages), out.stdout
+    assert not any(s.startswith(("train-", "sweep-", "finetune-")) for s in stages), stages
+    diff = dvc("metrics", "diff", cwd=dest).stdout  # the experiment's workspace against HEAD
+    assert "metrics/amini2018/optdigits/ae.json" in diff and "test_error" in diff, diff
 
 
-def test_classifier_knob_retrains_no_autoencoder_and_metrics_diff_lists_changes(repo):
+def test_same_params_and_seeds_give_byte_identical_metrics(repo):
     dest, _ = repo
-    out = _dvc("exp", "run", "-S", "classify.epochs=5", cwd=dest)
-    ran = _ran(out.stdout)
-    assert any(s.startswith("evaluate@") for s in ran), out.stdout
-    assert not any(s.startswith(("train@", "sweep@")) for s in ran), ran
-    diff = _dvc("metrics", "diff", cwd=dest).stdout  # workspace (this experiment) against HEAD
-    assert "metrics/optdigits/ae.json" in diff and "test_error" in diff, diff
+    before = digest(dest, "metrics", "models/makhzani2014/optdigits/ksparse")
+    dvc("repro", "-f", "-s", "train-makhzani2014@optdigits-ksparse", cwd=dest)
+    dvc("repro", "-f", "-s", "evaluate-makhzani2014@optdigits-ksparse", cwd=dest)
+    after = digest(dest, "metrics", "models/makhzani2014/optdigits/ksparse")
+    assert {k: v for k, v in after.items() if "ksparse" in k} == {k: v for k, v in before.items() if "ksparse" in k}
 
 
-def test_unknown_dataset_fails_with_one_line_naming_it(repo):
+def test_dvclive_files_are_outputs_that_checkout_restores(repo):
+    """After an undone experiment the training curves come back from the cache (they are outputs)."""
     dest, _ = repo
-    out = _dvc("exp", "run", "-S", "datasets=[optdigits,nosuchset]", cwd=dest, check=False)
-    assert out.returncode != 0
-    ours = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error:")]
-    assert len(ours) == 1 and "nosuchset" in ours[0], out.stdout + out.stderr
+    live = dest / "models/amini2018/optdigits/ae/live"
+    (live / "metrics.json").unlink()
+    shutil.rmtree(live / "plots")
+    dvc("checkout", "-f", cwd=dest)
+    assert (live / "metrics.json").is_file() and (live / "plots/metrics/loss/seed0.tsv").is_file()
+    assert "up to date" in dvc("status", cwd=dest).stdout
+
+
+@pytest.mark.parametrize("name", ["model.pt", "hparams.json", "meta.json"])
+def test_a_truncated_file_stops_the_stage_with_one_line_naming_it(repo, name):
+    dest, _ = repo
+    path = (dest / "data/prepared/optdigits" / name) if name == "meta.json" else (
+        dest / "models/amini2018/optdigits/ae" / name)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])
+    proc = run([sys.executable, "stages/evaluate.py", "amini2018", "optdigits", "ae", "data/prepared/optdigits",
+                "models/amini2018/optdigits/ae", "/tmp/ae.json", "/tmp/ae.csv"], dest, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and name in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_diverging_run_ends_with_an_error_line_of_its_own(repo):
+    """The error starts a line (the progress bar is closed first) and names model, seed and epoch."""
+    dest, _ = repo
+    params = dest / "params.yaml"
+    params.write_text(compose_params(dest, "scale=tiny", "amini2018.model.ae.lr=1e6", "amini2018.model.ae.decoder=linear",
+                                     "amini2018.model.ae.activation=linear"))
+    proc = dvc("repro", "-s", "train-amini2018@optdigits-ae", cwd=dest, check=False)
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert re.search(r"amini2018/optdigits/ae: loss became (nan|inf) at epoch \d+ \(model \d, seed \d\)", errors[0])
+
+
+def test_the_paper_scale_lists_the_papers_datasets_and_stages(repo):
+    dest, _ = repo
+    (dest / "params.yaml").write_text(compose_params(dest, "scale=paper"))
+    out = dvc("repro", "--dry", cwd=dest).stdout
+    stages = set(ran(out))
+    for stage in ("download@norb", "prepare@svhn", "prepare@cifar10_patches", "prepare@cifar10_pixel_patches",
+                  "train-amini2018@svhn-l1prox", "train-makhzani2014@norb-ksparse",
+                  "train-makhzani2014-filters@cifar10_patches-ksparse", "finetune-makhzani2014@mnist-dropout",
+                  "evaluate-seyyedsalehi2017@cifar10-sl0sq", "sweep-arpit2016@cifar10_pixel_patches-sae0"):
+        assert stage in stages, stage
+    assert not any("mnist5k" in s or "optdigits@" in s for s in stages)

@@ -124,6 +124,8 @@ def describe_error(err: dict, path: str, root: type[BaseModel] | None = None, lo
         return f"{path}={_show(value)}: expected {_TYPES[kind]}"
     if kind == "too_short":
         return f"{path}={_show(value)}: expected at least {ctx.get('min_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"{path}={_show(value)}: must match {ctx.get('pattern')}"
     if kind == "finite_number":
         return f"{path}={_show(value)}: must be a finite number"
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
@@ -147,6 +149,11 @@ def validate_group(cls: type[BaseModel], data, path: str):
         raise ParamError(describe_error(err, full, cls, loc)) from None
 
 
+def data_config(dataset: str, cfg: dict) -> dict:
+    """The validated prepare settings `data.<dataset>` of a dataset (ParamError naming the key)."""
+    return validate_group(S.DATA_SCHEMAS[C.DATASETS[dataset].kind], cfg, f"data.{dataset}").model_dump()
+
+
 def validate(raw) -> S.Params:
     """The typed Params of a parsed params.yaml, every cross-reference checked (ParamError)."""
     if not isinstance(raw, dict):
@@ -161,7 +168,7 @@ def check_references(params: S.Params) -> None:
     prepared set, model names, and the resolved settings of every stage (k <= hidden, ...)."""
     from sae.config import protocol as P
     for d, cfg in params.data.items():
-        validate_group(S.DATA_SCHEMAS[C.DATASETS[d].kind], cfg, f"data.{d}")
+        data_config(d, cfg)
     for d in params.datasets:
         if d not in params.data:
             raise ParamError(f"data.{d}: missing (the prepare settings of a dataset in `datasets`)")

@@ -393,7 +393,8 @@ class SweepProtocol(Strict):
 class Params(Strict):
     scale: Literal[C.SCALES] = Field(description="the conf/scale the file was composed with")  # type: ignore[valid-type]
     seeds: list[NonNegInt] = Field(min_length=1, description="every model is trained with each seed")
-    device: Literal[C.DEVICES]  # type: ignore[valid-type]
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = Field(
+        description="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
     threads: NonNegInt = Field(description="torch CPU threads of a stage (0: the cores this process may use, "
                                            "divided among DVC queue workers)")
     datasets: list[DatasetId] = Field(min_length=1, description="datasets downloaded and prepared")

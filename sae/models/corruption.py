@@ -21,13 +21,13 @@ def _zero(level) -> bool:
 
 def mask_corrupt(x, p, streams):
     """Zero each entry of x (G,B,D) with probability p, no rescaling (Vincent et al. masking)."""
-    return x * (streams.rand(*_shape(x)).to(x.device) >= p)  # 002 Table 1: DAE, 20% input dropout
+    return x * (streams.rand(*_shape(x), dtype=x.dtype).to(x.device) >= p)  # 002 Table 1: DAE, 20% input dropout
 
 
 def gaussian_noise(like, variance, streams):
     """i.i.d. zero-mean Gaussian noise shaped (G,B,D) of the given VARIANCE sigma^2 (float or (G,))."""
     scale = variance ** 0.5 if isinstance(variance, (int, float)) else variance.sqrt()[:, None, None]
-    return scale * streams.randn(*_shape(like)).to(like.device)  # 003 Theorem 3
+    return scale * streams.randn(*_shape(like), dtype=like.dtype).to(like.device)  # 003 Theorem 3
 
 
 def gaussian_corrupt(x, variance, streams):
@@ -39,7 +39,7 @@ def inverted_dropout(x, p, streams):
     """Drop entries of x (G,B,D) with probability p and rescale by 1/(1-p) (identity in expectation)."""
     if p == 0:
         return x
-    return x * (streams.rand(*_shape(x)).to(x.device) >= p) / (1 - p)  # 002 Table 1 (Hinton et al. 2012)
+    return x * (streams.rand(*_shape(x), dtype=x.dtype).to(x.device) >= p) / (1 - p)  # 002 Table 1 (Hinton et al. 2012)
 
 
 def first_order_dae_term(noise, grad):

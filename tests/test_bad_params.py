@@ -1,0 +1,90 @@
+"""A bad value in params.yaml, through the real `dvc repro` of the tiny configuration: a non-zero
+exit, one line naming the key, no stage ran but the check, and no output changed."""
+import copy
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import dvc
+from tests.test_pipeline import digest, ran
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = ("models", "metrics", "sweeps", "reports", "data/prepared", "checks")
+
+CASES = [  # (params path, value, a part of the one line)
+    ("amini2018.optim.lr", 0, "amini2018.optim.lr=0: must be > 0"),                          # out of range
+    ("amini2018.optim.momentum", 1.5, "amini2018.optim.momentum=1.5: must be < 1"),
+    ("amini2018.optim.schedule", "cosine", "allowed: constant, linear"),                        # unknown name
+    ("amini2018.optim.optimizer", "lbfgs", "allowed: sgd, adam"),
+    ("classify.lr", -1, "classify.lr=-1: must be > 0"),
+    ("amini2018.model.ae.bogus", 1, "amini2018.model.ae.bogus: unknown key"),                   # unknown key
+    ("amini2018.optim.learning_rate", 0.1, "did you mean 'lr'?"),                               # typo
+    ("amini2018.model.ae.epochs", 0, "amini2018.model.ae.epochs=0: must be >= 1"),
+    ("makhzani2014.train.optdigits.epochs", -3, "makhzani2014.train.optdigits.epochs=-3: must be >= 1"),
+    ("amini2018.datasets", ["optdigits", "norb"], "'norb' is not in datasets"),                 # not prepared
+    ("amini2018.models", ["ae", "bogus"], "'bogus' is not defined in amini2018.model"),         # unknown id
+    ("learning_rate", 0.1, "learning_rate: unknown key"),                                       # top-level typo
+    ("amini2018.models", [], "amini2018.models=[]: expected at least 1"),
+    ("seeds", [0, 0], "seeds=[0, 0]: repeated value 0"),
+    ("seeds", "0", "seeds='0': expected a list"),                                               # wrong type
+    ("device", "tpu", "device='tpu'"),
+    ("datasets", ["optdigits", "nosuchset"], "datasets[1]='nosuchset': unknown value"),
+    ("makhzani2014.model.ksparse.datasets.optdigits.k", 100, "k=100: exceeds hidden=32"),       # cross-reference
+    ("makhzani2014.model.ksparse.k", "25", "makhzani2014.model.ksparse.k='25': expected an integer"),
+    ("seyyedsalehi2017.model.sl0sq.sigmas", [0.1, 1.0], "must be non-increasing"),
+    ("data.optdigits.val", -1, "data.optdigits.val=-1: must be >= 0"),
+    ("arpit2016.grid.activations", ["tanh"], "arpit2016.grid.activations[0]='tanh'"),
+    ("statistics.level", 2, "statistics.level=2: must be < 1"),
+    ("evaluate.alphas", [0.5], "evaluate.alphas[0]=0.5: must be >= 1"),
+    ("amini2018.finetune.models", ["ae2"], "'ae2' is not in amini2018.models"),
+    ("makhzani2014.model.ksparse.id", "ksprse", "did you mean 'ksparse'?"),
+    ("scale", "huge", "scale='huge': unknown value"),
+    ("threads", -1, "threads=-1: must be >= 0"),
+    ("amini2018.model.kl.rho", 1.0, "amini2018.model.kl.rho=1.0: must be < 1"),
+    ("arpit2016.train.optdigits.hidden", 0, "arpit2016.train.optdigits.hidden=0: must be >= 1"),
+]
+
+
+def edited(raw: dict, path: str, value) -> dict:
+    out = copy.deepcopy(raw)
+    node = out
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def checked_repo(tiny_repo):
+    dest, _ = tiny_repo
+    text = (dest / "params.yaml").read_text()
+    yield dest, yaml.safe_load(text), digest(dest, *OUTPUTS)
+    (dest / "params.yaml").write_text(text)
+
+
+def _repro_fails(dest, before):
+    proc = dvc("repro", cwd=dest, check=False)
+    output = proc.stdout + proc.stderr
+    ours = [line for line in output.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0, output[-2000:]
+    assert ran(proc.stdout) in ([], ["check"]), ran(proc.stdout)
+    assert digest(dest, *OUTPUTS) == before, "an output changed"
+    return ours, output
+
+
+@pytest.mark.parametrize("path, value, message", CASES, ids=[f"{p}={v!r}" for p, v, _ in CASES])
+def test_a_bad_value_stops_dvc_repro_before_any_stage(checked_repo, path, value, message):
+    dest, raw, before = checked_repo
+    (dest / "params.yaml").write_text(yaml.safe_dump(edited(raw, path, value), sort_keys=False))
+    ours, output = _repro_fails(dest, before)
+    assert len(ours) == 1 and message in ours[0], output[-2000:]
+
+
+def test_a_yaml_syntax_error_names_the_file(checked_repo):
+    dest, raw, before = checked_repo
+    (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False) + "seeds: [0, 1\n")
+    ours, output = _repro_fails(dest, before)
+    assert "params.yaml" in output and len([l for l in output.splitlines() if "ERROR" in l or l.startswith("error:")]) == 1

@@ -1,0 +1,160 @@
+"""The typed schema of params.yaml (sae.config): every scale composes to a valid file, every error
+is one line naming the key path and what is allowed, and the protocol resolution names the layer
+a value came from."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sae import catalog
+from sae.config import load, schema, validate
+from sae.config.protocol import finetune_settings, run_config, stages, sweep_settings
+from sae.errors import ParamError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(scale: str, *overrides: str) -> dict:
+    """conf/ composed as `dvc exp run -S scale=<scale> -S ...` writes params.yaml."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=[f"scale={scale}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return compose("embedded")
+
+
+def edited(raw: dict, path: str, value) -> dict:
+    out = copy.deepcopy(raw)
+    node = out
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize("scale", catalog.SCALES)
+def test_every_scale_composes_to_a_valid_params_file(scale):
+    params = validate(compose(scale))
+    assert params.scale == scale
+    for paper in catalog.AUTOENCODER_PAPERS + catalog.SWEEP_PAPERS:
+        assert set(params.protocol(paper).datasets) <= set(params.datasets)
+
+
+def test_committed_params_yaml_is_the_default_composition():
+    """`dvc repro` reads params.yaml; `dvc exp run` recomposes conf/: the two must agree, or the
+    first experiment would silently change every default."""
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose("embedded")
+
+
+def test_every_dataset_has_prepare_settings_of_its_kind(embedded):
+    assert set(embedded["data"]) == set(catalog.DATASET_IDS)
+    every = validate(edited(embedded, "datasets", list(catalog.DATASET_IDS)))
+    assert set(every.datasets) == set(catalog.DATASET_IDS)
+
+
+def test_the_paper_scale_runs_the_papers_datasets():
+    params = validate(compose("paper"))
+    assert params.amini2018.datasets == ["mnist", "norb", "svhn"]
+    assert params.makhzani2014.datasets == ["mnist", "norb"] and params.makhzani2014.filters.datasets == ["cifar10_patches"]
+    assert params.arpit2016.datasets == ["mnist", "cifar10_pixel_patches"]
+    assert len(params.seeds) > 3
+    ks = run_config(params, "makhzani2014", "norb", "ksparse")
+    assert (ks.loop.hidden, ks.options["k"], ks.options["alpha"], ks.loop.epochs) == (4000, 150, 2.0, 5000)
+
+
+BAD = [  # (path, value, what the one line must say)
+    ("amini2018.optim.lr", 0, "amini2018.optim.lr=0: must be > 0"),
+    ("amini2018.optim.momentum", 1.5, "amini2018.optim.momentum=1.5: must be < 1"),
+    ("amini2018.optim.schedule", "cosine", "amini2018.optim.schedule='cosine': unknown value; allowed: constant, linear"),
+    ("amini2018.optim.optimizer", "lbfgs", "allowed: sgd, adam"),
+    ("classify.lr", -1, "classify.lr=-1: must be > 0"),
+    ("amini2018.model.ae.bogus", 1, "amini2018.model.ae.bogus: unknown key"),
+    ("amini2018.optim.learning_rate", 0.1, "amini2018.optim.learning_rate: unknown key; did you mean 'lr'?"),
+    ("amini2018.model.ae.epochs", 0, "amini2018.model.ae.epochs=0: must be >= 1"),
+    ("makhzani2014.train.mnist5k.epochs", -3, "makhzani2014.train.mnist5k.epochs=-3: must be >= 1"),
+    ("amini2018.datasets", ["mnist5k", "norb"], "amini2018.datasets: 'norb' is not in datasets"),
+    ("amini2018.models", ["ae", "bogus"], "amini2018.models: 'bogus' is not defined in amini2018.model"),
+    ("learning_rate", 0.1, "learning_rate: unknown key"),
+    ("amini2018.models", [], "amini2018.models=[]: expected at least 1"),
+    ("seeds", [0, 0], "seeds=[0, 0]: repeated value 0"),
+    ("device", "tpu", "device='tpu': must match ^(auto|cpu|cuda(:\\d+)?)$"),
+    ("datasets", ["mnist5k", "nosuchset"], "datasets[1]='nosuchset': unknown value"),
+    ("makhzani2014.model.ksparse.k", 2000, "makhzani2014.model.ksparse.k=2000: exceeds hidden=1000"),
+    ("makhzani2014.model.ksparse.k", "25", "makhzani2014.model.ksparse.k='25': expected an integer"),
+    ("makhzani2014.model.ksparse.k_sweep", [10, 10], "repeated k 10"),
+    ("makhzani2014.model.dae.level", 1.0, "makhzani2014.model.dae.level=1.0: must be < 1 for mask corruption"),
+    ("data.mnist5k.val", -1, "data.mnist5k.val=-1: must be >= 0"),
+    ("arpit2016.grid.activations", ["tanh"], "arpit2016.grid.activations[0]='tanh'"),
+    ("seyyedsalehi2017.model.sl0sq.sigmas", [0.1, 1.0], "must be non-increasing"),
+    ("statistics.level", 2, "statistics.level=2: must be < 1"),
+    ("amini2018.finetune.models", ["ae2"], "amini2018.finetune.models: 'ae2' is not in amini2018.models"),
+    ("makhzani2014.model.ksparse.id", "ksprse", "did you mean 'ksparse'?"),
+    ("amini2018.train.mnsit", {"epochs": 3}, "amini2018.train.mnsit: unknown dataset; did you mean 'mnist'?"),
+    ("amini2018.optim.lr", True, "amini2018.optim.lr=true: expected a number"),
+    ("makhzani2014.model.ksparse.datasets.mnist5k.k_start", 10,
+     "makhzani2014.model.ksparse.datasets.mnist5k.k_start=10: is below k=25"),
+    ("amini2018.finetune.settings.deep_epochs", [1, 1], "expected 3 integers"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", BAD, ids=[b[0] + "=" + repr(b[1]) for b in BAD])
+def test_a_bad_value_gets_one_line_naming_the_key(embedded, path, value, message):
+    with pytest.raises(ParamError) as err:
+        validate(edited(embedded, path, value))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_value_names_the_layer_that_set_it(embedded):
+    """epochs set on a model wins over the dataset's, and the error names the model's key."""
+    with pytest.raises(ParamError, match=r"^makhzani2014\.model\.relu_ae\.epochs=0"):
+        validate(edited(embedded, "makhzani2014.model.relu_ae.epochs", 0))
+    params = validate(embedded)
+    cfg = run_config(params, "makhzani2014", "mnist5k", "ksparse")
+    assert cfg.source["epochs"] == "makhzani2014.train.mnist5k.epochs"
+    assert cfg.source["hidden"] == "makhzani2014.train.mnist.hidden"  # the paper's value, via the stand-in
+    assert cfg.source["lr"] == "makhzani2014.model.ksparse.lr"
+
+
+def test_a_stand_in_takes_the_settings_of_the_paper_dataset_it_stands_in_for(embedded):
+    raw = edited(embedded, "datasets", [*embedded["datasets"], "fashion"])
+    raw = edited(raw, "makhzani2014.datasets", ["fashion"])
+    params = validate(raw)
+    cfg = run_config(params, "makhzani2014", "fashion", "ksparse")
+    assert (cfg.loop.hidden, cfg.loop.epochs, cfg.options["k"]) == (1000, 5000, 25)  # MNIST's, the paper's
+
+
+def test_finetune_and_sweep_settings_resolve(embedded):
+    params = validate(embedded)
+    ft = finetune_settings(params, "makhzani2014", "mnist5k")
+    assert (ft.momentum, ft.lr, ft.final_lr, ft.epochs) == (0.25, [1.0], 0.001, 10)
+    sw = sweep_settings(params, "arpit2016", "mnist5k")
+    assert (sw.hidden, sw.epochs, sw.batch, sw.momentum) == (100, 5, 50, 0.9)
+    kinds = {k for k, *_ in stages(params)}
+    assert kinds == {"train", "evaluate", "finetune", "filters", "sweep"}
+
+
+def test_load_reads_and_names_a_broken_file(tmp_path):
+    with pytest.raises(ParamError, match="file not found"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seeds: [0, 1\n")
+    with pytest.raises(ParamError, match=r"params\.yaml: not valid YAML"):
+        load(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ParamError, match="expected a mapping at the top level"):
+        load(bad)
+
+
+def test_the_schema_documents_every_group():
+    for name, field in schema.Params.model_fields.items():
+        assert field.description or field.annotation in (schema.Classify, schema.Evaluate, schema.Statistics,
+                                                         schema.AEProtocol, schema.SweepProtocol), name
