@@ -107,7 +107,7 @@ def stands_in_for(dataset: str) -> str:
 
 # Registry ids (sae.models.registry attaches a class to each; a test checks they match).
 MODEL_IDS = ("raw", "ae", "kl", "l1", "studentt", "dae", "dropout", "ncae", "l1prox", "sl0sq", "ksparse",
-             "cae", "mdae", "sae0", "edae")
+             "cae", "mdae", "sae0", "edae", "rbm")
 ACTIVATIONS = ("sigmoid", "relu", "softplus", "tanh", "linear")
 DECODERS = ("linear", "sigmoid")
 INITS = ("glorot", "gaussian")

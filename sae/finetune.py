@@ -190,6 +190,8 @@ def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, s
         codes_tr = torch.cat([layer1.features(xb) for xb in data["x_train"].split(4096)], dim=1)
         codes_va = layer1.features(data["x_val"][:1000])  # (G,n,M): each model's own probe codes
     opts = {k: v for k, v in hparams["options"].items() if k != "k_sweep"}
+    if hparams["id"] == "rbm":  # a DBN's second RBM models the first one's hidden probabilities
+        opts["visible"] = "bernoulli"
     if hparams["id"] == "ksparse":  # 002 sec. 4.6: the same k in both layers
         opts["k"] = min(opts["k"], hidden2)
         opts["k_start"] = max(opts["k"], min(opts["k_start"], hidden2))

@@ -163,7 +163,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
                     continue
                 step(batches(x_train, order, rows))
             model.on_epoch_end(epoch, epochs)
-            curves = probe(model, x_val)
+            curves = {**probe(model, x_val), **model.monitor(x_val, x_train[..., :x_val.shape[-2], :])}
             row = {"epoch": epoch, "lr": rate, "loss": (loss_sum / n).tolist(), "recon": (recon_sum / n).tolist(),
                    **{k: v.tolist() for k, v in curves.items()}, **scheduled}
             bad = [g for g, v in enumerate(row["loss"]) if not math.isfinite(v) and not result.diverged[g]]

@@ -224,11 +224,21 @@ class EDAEOptions(ModelOptions):
     level: NonNegFloat = Field(0.1, description="variance of the Gaussian corruption (003 sec. 3.1.1)")
 
 
+class RBMOptions(LoopLayer):
+    """Restricted Boltzmann machine (002's baseline rows), trained by contrastive divergence."""
+    visible: Literal[C.VISIBLE_UNITS] = Field("bernoulli", description="bernoulli for inputs in [0, 1], "  # type: ignore[valid-type]
+                                                                        "gaussian for standardised inputs")
+    cd_k: PosInt = Field(1, description="Gibbs steps of CD-k (Hinton 2002)")
+    persistent: bool = Field(False, description="persistent CD: the chains carry over between batches (Tieleman 2008)")
+    weight_decay: NonNegFloat = Field(0.0, description="weight_decay * ||W||^2 (002 Table 2: RBM (weight decay))")
+    init_std: PosFloat = Field(0.01, description="std of the gaussian init of W (Hinton's guide: 0.01)")
+
+
 OPTIONS: dict[str, type[LoopLayer]] = {
     "raw": RawOptions, "ae": ModelOptions, "kl": KLOptions, "l1": L1Options, "studentt": StudentTOptions,
     "dae": DAEOptions, "dropout": DropoutOptions, "ncae": NCAEOptions, "l1prox": L1ProxOptions,
     "sl0sq": SL0SqOptions, "ksparse": KSparseOptions, "cae": ContractiveOptions, "mdae": ContractiveOptions,
-    "sae0": SAE0Options, "edae": EDAEOptions,
+    "sae0": SAE0Options, "edae": EDAEOptions, "rbm": RBMOptions,
 }
 
 # ---------------------------------------------------------------- shared evaluation

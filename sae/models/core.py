@@ -172,6 +172,10 @@ class Autoencoder(torch.nn.Module):
     def on_epoch_end(self, epoch, n_epochs):
         """Hook after each trained epoch (0-based; not called for epochs replayed from a checkpoint)."""
 
+    def monitor(self, x_val, x_train) -> dict:
+        """Model-specific per-epoch curves, each (G,), beyond sae.train.probe's (RBMs add theirs)."""
+        return {}
+
     def extra_state(self) -> dict:
         """What a checkpoint must keep beyond the weights (schedule snapshots, RBM chains)."""
         return {}

@@ -16,6 +16,7 @@ from .core import Autoencoder, Penalised, Raw
 from .corruption import Denoising, Dropout, ExplicitDAE
 from .ksparse import KSparse
 from .l1prox import L1Prox
+from .rbm import RBM
 from .penalties import (contractive_penalty, kl_sparsity, l1_penalty, marginalized_dae_penalty,
                         negative_weight_penalty, student_t_penalty, zero_rho_sparsity)
 from .sl0sq import SL0Sq
@@ -44,6 +45,7 @@ REGISTRY = {
                  lambda m, x, h: m.lam * marginalized_dae_penalty(m.dh_da(x, h), m.W.pow(2).sum(-1))),
     "sae0": Spec(Penalised, ("lam",), lambda m, x, h: m.lam * zero_rho_sparsity(h)),  # 003 eq. (13)
     "edae": Spec(ExplicitDAE, ("level",)),  # 003 sec. 3.1.1, Fig. 3
+    "rbm": Spec(RBM),  # 002 Tables 1-3 baselines; Hinton 2002 (CD)
 }
 MODEL_IDS = tuple(REGISTRY)
 assert MODEL_IDS == catalog.MODEL_IDS, "the registry and sae.catalog.MODEL_IDS list different models"
@@ -88,6 +90,8 @@ def build(model_id, in_dim, hidden=None, /, *, n_models=1, generators=None, per_
             raise ParamError(f"model.{model_id}.{name}={value!r}: must be an integer >= 1")
     if spec.cls is Raw:
         return Raw(in_dim, n_models=n_models)
+    if spec.cls is RBM:
+        return RBM(in_dim, hidden, n_models=n_models, generators=generators, **opts)
     core = {k: opts[k] for k in CORE_KEYS if k in opts}
     extra = {k: v for k, v in opts.items() if k not in CORE_KEYS}
     if spec.term is not None:
