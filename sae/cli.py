@@ -8,18 +8,38 @@ from typing import Callable
 
 from sae.errors import SaeError
 
-# DVC queue workers (and other parallel runners) set this to the number of stage processes
-# sharing the machine, so each one takes its share of the cores (README: Scaling out)
+# The number of stage processes sharing the machine, when set; otherwise the running DVC queue
+# workers are counted (README: Scaling out), so `dvc queue start -j N` never oversubscribes.
 WORKERS_ENV = "SAE_WORKERS"
+
+
+def queue_workers() -> int:
+    """DVC experiment-queue workers running on this machine (`dvc exp queue-worker` processes);
+    0 where /proc cannot tell."""
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        return 0
+    count = 0
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"queue-worker" in args and any(a.startswith(b"dvc-exp-") for a in args):
+            count += 1
+    return count
 
 
 def cpu_threads(threads: int) -> int:
     """Torch CPU threads for this stage: `threads` when set, else the cores this process may use
-    divided among SAE_WORKERS concurrent workers (at least 1)."""
+    (its CPU affinity: `taskset` pins a worker) divided among the concurrent workers."""
     if threads:
         return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
+    workers = int(os.environ.get(WORKERS_ENV) or 0) or queue_workers() or 1
     return max(1, cores // workers)
 
 
@@ -30,6 +50,10 @@ def stage_device(params):
     device = resolve_device(params.device)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(params.threads))
+    where = f"{torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else str(device)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    logging.getLogger("stage").info("device %s (%s)%s", device, where,
+                                    f", CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
     return device
 
 

@@ -1,0 +1,90 @@
+"""Past one machine, with real DVC: a shared remote cache (run-cache included) and experiments
+that a second clone pulls instead of recomputing, and a queue of experiments run by two workers
+that divide the cores (README: Scaling out)."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dvc, git, run
+from tests.test_pipeline import digest, ran
+
+pytestmark = pytest.mark.slow
+
+KNOB = "amini2018.model.ae.weight_decay"  # retrains one model: a cheap experiment
+
+
+@pytest.fixture
+def machine_a(tiny_repo, tmp_path):
+    """A copy of the reproduced tiny repository (its cache too), with a bare git repository and a
+    local directory as the shared remotes every machine sees."""
+    src, _ = tiny_repo
+    a = tmp_path / "a"
+    shutil.copytree(src, a, symlinks=True)
+    origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    git("remote", "add", "origin", str(origin), cwd=a)
+    dvc("remote", "add", "-d", "shared", str(storage), cwd=a)
+    git("commit", "-qam", "shared DVC remote", cwd=a)
+    return a, origin, storage
+
+
+def test_a_second_clone_pulls_every_stage_and_the_experiments(machine_a, tmp_path):
+    a, origin, _ = machine_a
+    dvc("push", "--run-cache", cwd=a)
+    git("push", "-q", "origin", "HEAD:main", cwd=a)
+    dvc("exp", "run", "-n", "wd-exp", "-S", "scale=tiny", "-S", f"{KNOB}=0.003", cwd=a)
+    dvc("push", "--run-cache", cwd=a)
+    dvc("exp", "push", "origin", "wd-exp", cwd=a)
+    git("checkout", "-q", "--", ".", cwd=a)
+    dvc("checkout", "-f", cwd=a)  # A's workspace back at main
+
+    b = tmp_path / "b"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(b)], tmp_path)
+    dvc("pull", "--run-cache", cwd=b)
+    assert "up to date" in dvc("status", cwd=b).stdout
+    assert ran(dvc("repro", cwd=b).stdout) == []
+    folders = ("metrics", "models", "sweeps", "reports")
+    assert digest(b, *folders) == digest(a, *folders)  # byte for byte
+    dvc("exp", "pull", "origin", "wd-exp", cwd=b)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=b).stdout)
+    names = [e.get("name") for rev in shown for exps in (rev.get("experiments") or [])
+             for e in exps.get("revs", [])]
+    assert "wd-exp" in names, names
+    diff = dvc("metrics", "diff", "main", "wd-exp", cwd=b).stdout
+    assert "metrics/amini2018/optdigits/ae.json" in diff, diff
+
+
+def _wait_for_queue(cwd: Path, timeout: float = 150.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dvc("queue", "status", cwd=cwd).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            dvc("queue", "kill", "--all", cwd=cwd, check=False)
+            raise AssertionError(f"the queue did not finish:\n{status}")
+        time.sleep(2)
+
+
+def test_two_queued_experiments_run_on_two_workers_that_divide_the_cores(machine_a):
+    q, _, _ = machine_a
+    for name, value in (("q1", 0.001), ("q2", 0.002)):
+        dvc("exp", "run", "--queue", "-n", name, "-S", "scale=tiny", "-S", f"{KNOB}={value}", cwd=q)
+    try:
+        # one worker per device: each inherits the environment it was started with
+        dvc("queue", "start", "-j", "1", cwd=q, env={"CUDA_VISIBLE_DEVICES": "0"})
+        dvc("queue", "start", "-j", "2", cwd=q, env={"CUDA_VISIBLE_DEVICES": "1"})
+        status = _wait_for_queue(q)
+    finally:
+        dvc("queue", "stop", cwd=q, check=False)
+    assert status.count("Success") == 2, status
+    shown = dvc("exp", "show", "--csv", cwd=q).stdout
+    assert "q1" in shown and "q2" in shown, shown
+    for name in ("q1", "q2"):
+        log = dvc("queue", "logs", name, cwd=q).stdout
+        assert "Running stage 'train-amini2018@optdigits-ae'" in log, log[-2000:]
+        assert "CUDA_VISIBLE_DEVICES=" in log  # the worker's pinning reached the stage
+        assert "(1 CPU thread(s))" in log  # 2 cores shared by 2 workers
