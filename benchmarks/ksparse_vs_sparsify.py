@@ -16,8 +16,9 @@ import time
 
 import torch
 
+from sae.device import resolve_device
 from sae.models import build
-from sae.train import make_optimizer, resolve_device
+from sae.optim import make_optimizer
 
 
 def sparsify_step(dim, hidden, k, x, device):
@@ -38,10 +39,12 @@ def our_step(dim, hidden, k, x, device):
     model = build("ksparse", dim, hidden, k=k, k_start=k, alpha=3).to(device)
     opt = make_optimizer(model.param_groups(), "sgd", 0.001, 0.9)
 
+    xb = x[None]  # a batch of one model
+
     def step():
-        loss, _ = model.objective(x)
+        loss, _ = model.objective(xb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         opt.step()
     return step
 

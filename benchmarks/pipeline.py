@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPTY_STAGE = "from sae.cli import run_stage; run_stage(lambda params, args: None, [])"
+IMPORT_STAGE = ("from sae.cli import run_stage, stage_device; "
+                "run_stage(lambda params, args: stage_device(params), [])")  # + torch, as every model stage
 
 
 def wall(cmd, cwd, repeats=1) -> list[float]:
@@ -62,7 +64,7 @@ def repro_by_stage(cwd) -> tuple[float, dict[str, float]]:
 def show_stages(stages: dict[str, float]):
     kinds = collections.defaultdict(list)
     for name, sec in stages.items():
-        kinds[name.split("@")[0]].append(sec)
+        kinds[name.split("@")[0].split("-")[0]].append(sec)  # train-amini2018@... -> train
     print(f"{'stage kind':16s} {'stages':>6s} {'total s':>8s} {'median s':>9s} {'max s':>7s}")
     for kind, secs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
         print(f"{kind:16s} {len(secs):6d} {sum(secs):8.1f} {statistics.median(secs):9.2f} {max(secs):7.2f}")
@@ -103,15 +105,18 @@ def main(argv=None):
     py = sys.executable
     show("python -c pass", wall([py, "-c", "pass"], ROOT, args.repeats))
     show("empty stage (imports + params validation)", wall([py, "-c", EMPTY_STAGE], ROOT, args.repeats))
+    show("empty stage + torch and its device", wall([py, "-c", IMPORT_STAGE], ROOT, args.repeats))
     show("import torch", wall([py, "-c", "import torch"], ROOT, args.repeats))
     show("import dvclive", wall([py, "-c", "import dvclive"], ROOT, args.repeats))
     if args.full:
         with tempfile.TemporaryDirectory() as tmp:
             dest = Path(tmp) / "repo"
-            files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+            files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                                   text=True, check=True)
             for name in files.stdout.split():
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, dest / name)
+                if (ROOT / name).is_file():
+                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / name, dest / name)
             (dest / "dvc.lock").unlink(missing_ok=True)
             subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
             subprocess.run(["git", "add", "-A"], cwd=dest, check=True)  # dvclive needs a commit to start

@@ -20,8 +20,10 @@ import time
 
 import torch
 
+from sae.device import resolve_device
 from sae.models import build
-from sae.train import make_optimizer, resolve_device
+from sae.optim import make_optimizer
+from sae.rng import Streams
 
 
 def _sync(device):
@@ -54,21 +56,22 @@ def matmul_gflops(device) -> float:
 def step_fn(model, x, device, graph: bool = False):
     """One training step on the batch x; graph: captured once and replayed, as fit() does on CUDA."""
     opt = make_optimizer(model.param_groups(), "sgd", 0.001, 0.9)
-    gen = torch.Generator(device=device).manual_seed(0)
+    noise = Streams([0], device, "noise")
 
     def body(xb):
-        loss, _ = model.objective(xb, gen)
+        loss, _ = model.objective(xb, noise)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         opt.step()
         model.after_step()
+    x = x[None]  # a batch of one model
     if not graph:
         return lambda: body(x)
     from sae.cuda_graph import WARMUP_STEPS, StepGraph, warm_up
-    warm_up(body, [x] * WARMUP_STEPS)
-    captured = StepGraph(body, x, x.shape[0], gen)
-    rows = torch.arange(x.shape[0], device=device)
-    return lambda: captured.replay(rows)
+    for _ in range(WARMUP_STEPS):
+        warm_up(body, x)
+    captured = StepGraph(body, x, noise)
+    return lambda: captured.replay(x)
 
 
 def step_flops(model_id: str, batch: int, dim: int, hidden: int, k: int) -> float:
@@ -117,7 +120,7 @@ def time_epoch(device, n_train=50_000, n_val=10_000, batch=100):
     for model_id, kw in MODELS.items():
         for graph in (True, False) if device.type == "cuda" else (False,):
             model = build(model_id, dim, hidden, **kw(k)).to(device)
-            run = dict(epochs=1, batch=batch, lr=0.001, progress=False, cuda_graph=graph)
+            run = dict(epochs=1, batch=batch, lr=0.001, seeds=[0], progress=False, cuda_graph=graph)
             fit(model, x_train[:10 * batch], x_val, **run)  # warm-up
             times = []
             for _ in range(3):

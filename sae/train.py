@@ -71,10 +71,11 @@ class FitResult:
 
 
 def batches(x: torch.Tensor, streams: Streams, rows: torch.Tensor) -> torch.Tensor:
-    """The (G,B,D) batch of every model: rows (U,B) of each distinct seed's permutation, from a
-    shared x (N,D) or per-model inputs x (G,N,D)."""
+    """The batch of every model: rows (U,B) of each distinct seed's permutation, from a shared x
+    (N,D) or per-model inputs x (G,N,D) -> (G,B,D); when every model has the same seed (a 003
+    sweep) the one batch they share, (B,D)."""
     if x.dim() == 2:
-        return streams.expand(x[rows])
+        return x[rows[0]] if rows.shape[0] == 1 else streams.expand(x[rows])
     model_rows = streams.expand(rows)  # (G,B)
     return x[torch.arange(x.shape[0], device=x.device)[:, None], model_rows]
 

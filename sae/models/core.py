@@ -114,14 +114,25 @@ class Autoencoder(torch.nn.Module):
         return self.W.transpose(1, 2) if self.tied else self.W_dec
 
     def pre_activation(self, x):
-        """a = x W^T + b; x (G,B,D) or (B,D) -> (G,B,M)."""
+        """a = x W^T + b; x (G,B,D) or shared (B,D) -> (G,B,M).
+
+        A shared batch (every model of a 003 sweep sees the same rows) is one GEMM against all G
+        weight matrices side by side, (B,D) x (D,G*M), instead of G small ones; the result is a
+        (G,B,M) view of it."""
         if x.dim() == 3:
             return torch.baddbmm(self.b.unsqueeze(1), x, self.W.transpose(1, 2))  # bias inside the GEMM
-        return torch.matmul(x, self.W.transpose(1, 2)) + self.b.unsqueeze(1)
+        G, M, D = self.W.shape
+        a = torch.addmm(self.b.reshape(G * M), x, self.W.reshape(G * M, D).t())
+        return a.view(x.shape[0], G, M).transpose(0, 1)
+
+    def codes(self, x):
+        """(a, h): the pre-activation and the training code, each (G,B,M), of x (G,B,D) or (B,D)."""
+        a = self.pre_activation(x)
+        return a, ACTIVATIONS[self.activation](a)
 
     def encode(self, x):
         """h = s(a); x (G,B,D) or (B,D) -> (G,B,M)."""
-        return ACTIVATIONS[self.activation](self.pre_activation(x))
+        return self.codes(x)[1]
 
     def decode(self, h):
         """x_hat = s_d(h W_dec^T + c); h (G,B,M) -> (G,B,D)."""
@@ -129,9 +140,9 @@ class Autoencoder(torch.nn.Module):
         out = torch.baddbmm(self.c.unsqueeze(1), h, w)
         return torch.sigmoid(out) if self.decoder == "sigmoid" else out
 
-    def dh_da(self, x, h):
-        """dh/da (G,B,M) at x with codes h = encode(x)."""
-        return activation_derivative(self.pre_activation(x), h, self.activation)
+    def dh_da(self, x, h, a=None):
+        """dh/da (G,B,M) at x with codes h = encode(x) (and a, their pre-activation, when known)."""
+        return activation_derivative(self.pre_activation(x) if a is None else a, h, self.activation)
 
     def forward(self, x):
         return self.decode(self.encode(x))
@@ -140,8 +151,9 @@ class Autoencoder(torch.nn.Module):
         """The encoding used for classification, (G,B,M)."""
         return self.encode(x)
 
-    def penalty(self, x, h):
-        """The model's sparsity term per model, (G,) (batch means); none for a plain AE."""
+    def penalty(self, x, h, a=None):
+        """The model's sparsity term per model, (G,) (batch means); none for a plain AE.
+        a: the pre-activation of h, when the caller has it (the contractive terms need it)."""
         return h.new_zeros(self.n_models)
 
     def param_groups(self) -> list[dict]:
@@ -160,10 +172,11 @@ class Autoencoder(torch.nn.Module):
         return weight_decay_penalty(self.weight_decay, self.W, self.decoder_weight)
 
     def objective(self, x, streams=None):
-        """(loss, recon), each (G,), for a batch x (G,B,D); `streams` (sae.rng.Streams) feeds any noise."""
-        h = self.encode(x)
+        """(loss, recon), each (G,), for a batch x (G,B,D) or shared (B,D); `streams`
+        (sae.rng.Streams) feeds any noise."""
+        a, h = self.codes(x)
         recon = reconstruction_error(x, self.decode(h))
-        return recon + self.penalty(x, h), recon
+        return recon + self.penalty(x, h, a), recon
 
     def on_epoch_start(self, epoch, n_epochs):
         """Schedule hook (0-based epoch); returns the scheduled values for logging."""
@@ -207,7 +220,7 @@ class Autoencoder(torch.nn.Module):
 
 
 class Penalised(Autoencoder):
-    """AE + one sparsity term: `term(model, x, h)` -> (G,) (registry.py); hyper-parameters are
+    """AE + one sparsity term: `term(model, x, h, a)` -> (G,) (registry.py); hyper-parameters are
     attributes (floats or (G,) buffers) that `term` reads."""
 
     def __init__(self, in_dim, hidden, *, term, hyper, **core):
@@ -215,8 +228,8 @@ class Penalised(Autoencoder):
         self.term = term
         self.set_hyper(**hyper)
 
-    def penalty(self, x, h):
-        return self.term(self, x, h)
+    def penalty(self, x, h, a=None):
+        return self.term(self, x, h, a)
 
 
 class Raw(Autoencoder):
@@ -236,6 +249,9 @@ class Raw(Autoencoder):
 
     def decode(self, h):
         return h
+
+    def penalty(self, x, h, a=None):
+        return h.new_zeros(self.n_models)
 
     def pre_activation(self, x):
         return self.encode(x)

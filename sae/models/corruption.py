@@ -100,6 +100,8 @@ class ExplicitDAE(Autoencoder):
     def objective(self, x, streams=None):
         if not self.training or _zero(self.level):
             return super().objective(x, streams)
+        if x.dim() == 2:  # each model's gradient below is w.r.t. its own copy of the batch
+            x = x.expand(self.n_models, *x.shape)
         noise = gaussian_noise(x, self.level, streams)  # x_tilde - x
         keep_graph = torch.is_grad_enabled()
         with torch.enable_grad():

@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .core import Autoencoder, per_model_value
+from .core import ACTIVATIONS, Autoencoder, per_model_value
 
 
 def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
@@ -188,14 +188,14 @@ class KSparse(Autoencoder):
             return min(int(round(alpha * self.k)), self.hidden)
         return torch.round(alpha * self.k).clamp(max=self.hidden).to(torch.long)
 
-    def encode(self, x):
-        """Training codes: each model's k_now largest of s(a), the rest zero; -> (G,B,M)."""
-        h = super().encode(x)
-        return h * topk_mask(h, _k_tensor(self.k_now, h))
+    def codes(self, x):
+        """Training codes: each model's k_now largest of s(a), the rest zero; -> (a, h), (G,B,M)."""
+        a, h = super().codes(x)
+        return a, h * topk_mask(h, _k_tensor(self.k_now, h))
 
     def features(self, x, alpha: float | None = None):
         """Classification codes: the round(alpha*k) largest units (capped at M), 002 sec. 2.2."""
-        h = super().encode(x)
+        h = ACTIVATIONS[self.activation](self.pre_activation(x))
         return h * topk_mask(h, _k_tensor(self.units_kept(alpha), h))
 
     def objective(self, x, streams=None):

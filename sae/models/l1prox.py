@@ -38,7 +38,7 @@ class L1Prox(Autoencoder):
         self.alpha = alpha0 * f ** (T - 1)
         self.snapshots = []  # filled during training by on_epoch_end
 
-    def penalty(self, x, h):
+    def penalty(self, x, h, a=None):
         y = soft_threshold(h.detach(), self.alpha * self.beta / h.shape[-2])  # 000 eq. (8), N = batch
         return proximal_coupling(y, h, self.alpha)
 

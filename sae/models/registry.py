@@ -3,7 +3,7 @@ its sparsity term. Options and their defaults are typed in sae.config.schema.OPT
 
 A new penalty is one function in penalties.py, one options class in sae/config/schema.py
 and one line here:
-    "id": Spec(Penalised, ("coef",), lambda m, x, h: m.coef * my_penalty(h)),
+    "id": Spec(Penalised, ("coef",), lambda m, x, h, a: m.coef * my_penalty(h)),
 """
 
 from collections import namedtuple
@@ -22,28 +22,29 @@ from .penalties import (contractive_penalty, kl_sparsity, l1_penalty, marginaliz
 from .sl0sq import SL0Sq
 
 # cls: the model class; per_model: options that may take one value per model of a batch;
-# term(model, x, h) -> (G,): the sparsity term of a Penalised model.
+# term(model, x, h, a) -> (G,): the sparsity term of a Penalised model (a: the pre-activation of
+# h, None when the caller does not have it).
 Spec = namedtuple("Spec", "cls per_model term", defaults=((), None))
 
 REGISTRY = {
     "raw": Spec(Raw),  # raw-pixel baseline rows (000-002 tables)
     "ae": Spec(Autoencoder),  # 000 Table I AE (lambda1); 001 RAE
-    "kl": Spec(Penalised, ("beta", "rho"), lambda m, x, h: m.beta * kl_sparsity(h, m.rho)),  # 000 KLDSAE; 001 SAE+Ber
-    "l1": Spec(Penalised, ("lam",), lambda m, x, h: m.lam * l1_penalty(h)),  # 004; 001 SAE+L1
-    "studentt": Spec(Penalised, ("beta",), lambda m, x, h: m.beta * student_t_penalty(h)),  # 000 AL1SAE
+    "kl": Spec(Penalised, ("beta", "rho"), lambda m, x, h, a: m.beta * kl_sparsity(h, m.rho)),  # 000 KLDSAE; 001 SAE+Ber
+    "l1": Spec(Penalised, ("lam",), lambda m, x, h, a: m.lam * l1_penalty(h)),  # 004; 001 SAE+L1
+    "studentt": Spec(Penalised, ("beta",), lambda m, x, h, a: m.beta * student_t_penalty(h)),  # 000 AL1SAE
     "dae": Spec(Denoising, ("level",)),  # 000 DenAE; 002 Table 1; 003 Thm. 3 (gaussian)
     "dropout": Spec(Dropout),  # 002 Table 1
     "ncae": Spec(Penalised, ("beta", "rho", "alpha"),  # 000 NCAE (Hosseini-Asl et al.)
-                 lambda m, x, h: m.beta * kl_sparsity(h, m.rho)
+                 lambda m, x, h, a: m.beta * kl_sparsity(h, m.rho)
                  + m.alpha / 2 * negative_weight_penalty(m.W, m.decoder_weight)),
     "l1prox": Spec(L1Prox),  # 000 Alg. 1, Table I
     "sl0sq": Spec(SL0Sq, ("lam",)),  # 001 eqs. (3), (7), (9)
     "ksparse": Spec(KSparse, ("k", "k_start")),  # 002 sec. 2.2, 4.2
     "cae": Spec(Penalised, ("lam",),  # 003 eq. (9); Rifai et al.
-                lambda m, x, h: m.lam * contractive_penalty(m.dh_da(x, h), m.W.pow(2).sum(-1))),
+                lambda m, x, h, a: m.lam * contractive_penalty(m.dh_da(x, h, a), m.W.pow(2).sum(-1))),
     "mdae": Spec(Penalised, ("lam",),  # 003 eq. (11)
-                 lambda m, x, h: m.lam * marginalized_dae_penalty(m.dh_da(x, h), m.W.pow(2).sum(-1))),
-    "sae0": Spec(Penalised, ("lam",), lambda m, x, h: m.lam * zero_rho_sparsity(h)),  # 003 eq. (13)
+                 lambda m, x, h, a: m.lam * marginalized_dae_penalty(m.dh_da(x, h, a), m.W.pow(2).sum(-1))),
+    "sae0": Spec(Penalised, ("lam",), lambda m, x, h, a: m.lam * zero_rho_sparsity(h)),  # 003 eq. (13)
     "edae": Spec(ExplicitDAE, ("level",)),  # 003 sec. 3.1.1, Fig. 3
     "rbm": Spec(RBM),  # 002 Tables 1-3 baselines; Hinton 2002 (CD)
 }

@@ -18,7 +18,7 @@ class SL0Sq(Autoencoder):
         self.set_hyper(lam=lam)
         self.sigma = self.sigmas[-1]
 
-    def penalty(self, x, h):
+    def penalty(self, x, h, a=None):
         """(1/(2N)) sum_samples C_s per model; h (G,B,M) -> (G,)."""
         return 0.5 * smoothed_l0_squared(h, self.sigma).mean(dim=-1)  # 001 eq. (9), first term
 
