@@ -123,7 +123,7 @@ class Autoencoder(torch.nn.Module):
             return torch.baddbmm(self.b.unsqueeze(1), x, self.W.transpose(1, 2))  # bias inside the GEMM
         G, M, D = self.W.shape
         a = torch.addmm(self.b.reshape(G * M), x, self.W.reshape(G * M, D).t())
-        return a.view(x.shape[0], G, M).transpose(0, 1)
+        return a.view(x.shape[0], G, M).transpose(0, 1).contiguous()  # one small copy: the rest runs contiguous
 
     def codes(self, x):
         """(a, h): the pre-activation and the training code, each (G,B,M), of x (G,B,D) or (B,D)."""
