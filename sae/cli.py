@@ -33,6 +33,39 @@ def queue_workers() -> int:
     return count
 
 
+def _parent_cmdlines(pid: int | None = None):
+    """The command lines (lists of bytes) of this process's ancestors, nearest first (Linux)."""
+    pid = os.getppid() if pid is None else pid
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                yield f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])  # the field after the state
+        except (OSError, ValueError, IndexError):
+            return
+
+
+def queue_worker_number() -> int | None:
+    """N of the DVC queue worker (`dvc exp queue-worker dvc-exp-<hash>-N@localhost`) this stage
+    runs under, None outside a queue (or where /proc cannot tell)."""
+    for args in _parent_cmdlines():
+        for a in args:
+            if a.startswith(b"dvc-exp-") and b"queue-worker" in args:
+                try:
+                    return int(a.split(b"@")[0].rsplit(b"-", 1)[1])
+                except ValueError:
+                    return None
+    return None
+
+
+def worker_device(device: str, n_gpus: int, worker: int | None) -> str:
+    """`auto` with several GPUs under DVC queue worker N: GPU (N - 1) mod n_gpus, one GPU a worker."""
+    if device == "auto" and n_gpus > 1 and worker:
+        return f"cuda:{(worker - 1) % n_gpus}"
+    return device
+
+
 def cpu_threads(threads: int) -> int:
     """Torch CPU threads for this stage: `threads` when set, else the cores this process may use
     (its CPU affinity: `taskset` pins a worker) divided among the concurrent workers."""
@@ -44,15 +77,19 @@ def cpu_threads(threads: int) -> int:
 
 
 def stage_device(params):
-    """params.device as a torch.device; on the CPU torch gets its share of the cores (cpu_threads)."""
+    """params.device as a torch.device: under DVC queue worker N with several GPUs, `auto` is
+    GPU N-1 (worker_device); on the CPU torch gets its share of the cores (cpu_threads)."""
     import torch
     from sae.device import resolve_device
-    device = resolve_device(params.device)
+    worker = queue_worker_number()
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = resolve_device(worker_device(params.device, n_gpus, worker))
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(params.threads))
-    where = f"{torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else str(device)
+    where = f"{torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else f"{n_gpus} GPU(s) here"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    logging.getLogger("stage").info("device %s (%s)%s", device, where,
+    logging.getLogger("stage").info("device %s (%s)%s%s", device, where,
+                                    f", queue worker {worker}" if worker else "",
                                     f", CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
     return device
 

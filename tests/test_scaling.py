@@ -2,6 +2,7 @@
 that a second clone pulls instead of recomputing, and a queue of experiments run by two workers
 that divide the cores (README: Scaling out)."""
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -71,20 +72,54 @@ def _wait_for_queue(cwd: Path, timeout: float = 150.0) -> str:
 
 def test_two_queued_experiments_run_on_two_workers_that_divide_the_cores(machine_a):
     q, _, _ = machine_a
-    for name, value in (("q1", 0.001), ("q2", 0.002)):
+    for name, value in (("q1", 0.0007), ("q2", 0.0009)):  # values no other test ran (no run-cache hit)
         dvc("exp", "run", "--queue", "-n", name, "-S", "scale=tiny", "-S", f"{KNOB}={value}", cwd=q)
     try:
-        # one worker per device: each inherits the environment it was started with
-        dvc("queue", "start", "-j", "1", cwd=q, env={"CUDA_VISIBLE_DEVICES": "0"})
-        dvc("queue", "start", "-j", "2", cwd=q, env={"CUDA_VISIBLE_DEVICES": "1"})
+        dvc("queue", "start", "-j", "2", cwd=q)
         status = _wait_for_queue(q)
     finally:
         dvc("queue", "stop", cwd=q, check=False)
     assert status.count("Success") == 2, status
     shown = dvc("exp", "show", "--csv", cwd=q).stdout
     assert "q1" in shown and "q2" in shown, shown
+    threads, workers = [], set()
     for name in ("q1", "q2"):
         log = dvc("queue", "logs", name, cwd=q).stdout
-        assert "Running stage 'train-amini2018@optdigits-ae'" in log, log[-2000:]
-        assert "CUDA_VISIBLE_DEVICES=" in log  # the worker's pinning reached the stage
-        assert "(1 CPU thread(s))" in log  # 2 cores shared by 2 workers
+        assert "Running stage 'train-amini2018@optdigits-ae'" in log, log[-3000:]
+        threads += [int(n) for n in re.findall(r"stage: device cpu \((\d+) CPU thread", log)]
+        workers |= set(re.findall(r"queue worker (\d+)", log))
+    assert workers == {"1", "2"}, workers  # each stage knows its worker: with N GPUs, worker n takes GPU n-1
+    assert threads and max(threads) <= 2 and 1 in threads, threads  # 2 cores shared by 2 workers
+
+
+def test_cpu_threads_divide_the_cores_among_running_queue_workers(monkeypatch):
+    """What a stage does without being told: cores // (DVC queue workers running here)."""
+    import subprocess
+    import sys
+
+    from sae import cli
+    monkeypatch.delenv(cli.WORKERS_ENV, raising=False)
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert cli.cpu_threads(0) == max(1, cores // max(1, cli.queue_workers()))
+    # processes that look like `dvc exp queue-worker dvc-exp-<hash>-<n>@localhost`
+    fake = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "queue-worker",
+                              f"dvc-exp-abc123-{n}@localhost"]) for n in (1, 2)]
+    try:
+        deadline = time.monotonic() + 10
+        while cli.queue_workers() < 2 and time.monotonic() < deadline:  # the children may not have exec'd yet
+            time.sleep(0.1)
+        assert cli.queue_workers() >= 2
+        assert cli.cpu_threads(0) == max(1, cores // cli.queue_workers())
+        monkeypatch.setenv(cli.WORKERS_ENV, "1")
+        assert cli.cpu_threads(0) == cores  # SAE_WORKERS overrides the count
+        assert cli.cpu_threads(3) == 3  # `threads` in params.yaml overrides both
+    finally:
+        for p in fake:
+            p.kill()
+
+
+def test_each_queue_worker_takes_its_own_gpu():
+    from sae.cli import worker_device
+    assert [worker_device("auto", 4, n) for n in (1, 2, 3, 4, 5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0"]
+    assert worker_device("auto", 1, 2) == "auto" and worker_device("auto", 4, None) == "auto"
+    assert worker_device("cpu", 4, 2) == "cpu" and worker_device("cuda:3", 4, 1) == "cuda:3"

@@ -1,236 +1,283 @@
-"""The papers' claims as data (claims.csv) and their machine checks against this run.
+"""The papers' claims as data (claims.csv) and their verdicts on this run.
 
-Each claim: id, paper, seed_file, section, statement, and a check:
-- ordering: on `metric`, every model ref in `winners` is better (METRICS[metric].better) than
-  every one in `losers` by more than `tolerance` (default 0: strictly better). A ref may name its
-  own metric: `ksparse[deep_finetune_error]`. Reconstruction errors measured in different input
-  views (tables.RunResults.view_class) are not comparable: such a check is "not measured".
-- sweep: every row of the 003 prediction table (sweep_<D>_predictions.csv, written by
-  sae.report.sweep_figures.prediction_checks) with this `prediction` id holds.
-- schedule: the training curve `metric` of model `winners` (dvclive, one value per epoch)
-  `expect`s to rise / fall (by more than `tolerance`) from the end of the first schedule stage
-  to the end of training.
+Columns: id, paper (citation key), section, statement, check, metric, winners, losers,
+datasets (paper datasets), activation, unit_norm, expect. Checks:
 
-A claim is checked on every run dataset that measures one of its paper `datasets`
-(tables.MEASURED_BY). Result per (claim, dataset): holds / does not hold / not measured,
-with the numbers that decided it.
+- ordering: on `metric` (a ref may name its own: `ksparse:deep_finetune_error`) every winner
+  is better than every loser: each pair is decided by Welch's t-test on the per-seed values
+  (sae.stats.compare at params.statistics.level); holds when every pair holds, does not hold
+  when any pair is significantly reversed, inconclusive otherwise.
+- schedule (000 Fig. 1c): the training curve `metric` of the winner changes from the end of
+  its first schedule stage to the end of training by more (`expect` rises) than the same
+  change of the control model (losers), per seed, by the same test.
+- trend (003): for each winner model, with `activation` and each `unit_norm`, the activation
+  fraction against the coefficient `expect`s to fall or stay flat (sae.report.trends.judge).
+
+A claim is checked on every run dataset of its paper that stands in for one of its datasets,
+and on every run dataset that stands in for no dataset of the paper (labelled as such). A side
+with no number makes it "not measured", with the reason.
 """
 from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sae import catalog as C
+from sae import stats
 from sae.errors import DataError
-from sae.report import tables as T
+from sae.report import trends
+from sae.report.convergence import caveat, convergence
+from sae.report.render import seed_spread, spread
+from sae.report.results import Ref, RunResults
 
-HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
-CLAIM_COLUMNS = ("id", "paper", "seed_file", "section", "statement", "check", "metric", "winners", "losers",
-                 "datasets", "prediction", "expect", "tolerance")
-CHECKS = ("ordering", "sweep", "schedule")
-# the value each scheduled model logs per epoch (sae.models: on_epoch_start)
-SCHEDULE_KEY = {"l1prox": "alpha", "sl0sq": "sigma", "ksparse": "k"}
-# metrics whose value depends on the scale of the input (compared only within one input view)
-VIEW_DEPENDENT = {"recon_error"}
+CLAIM_COLUMNS = ("id", "paper", "section", "statement", "check", "metric", "winners", "losers", "datasets",
+                 "activation", "unit_norm", "expect")
+CHECKS = ("ordering", "schedule", "trend")
+EXPECT = {"schedule": ("rises", "falls"), "trend": ("falls", "rises", "flat")}
+STATUSES = (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, stats.UNMEASURED)
+# the per-epoch value a scheduled model logs (dvclive scalar curve), by registry id
+SCHEDULE_CURVE = {"l1prox": "alpha", "sl0sq": "sigma"}
 
 
-@dataclass
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    paper: str
+    section: str
+    statement: str
+    check: str
+    metric: str
+    winners: tuple[Ref, ...]
+    losers: tuple[Ref, ...]
+    datasets: tuple[str, ...]
+    activation: str = ""
+    unit_norm: tuple[bool, ...] = ()
+    expect: str = ""
+
+
+@dataclass(frozen=True)
 class Verdict:
-    claim: dict
-    dataset: str | None      # the run dataset it was checked on (None: no dataset measures it)
+    claim: Claim
+    dataset: str | None     # the run dataset it was checked on (None: no dataset could)
     status: str
     evidence: str
 
+    @property
+    def where(self) -> str:
+        """'on optdigits' (+ ' (not a dataset of this paper)' for a generic stand-in)."""
+        if self.dataset is None:
+            return ""
+        if C.stands_in_for(self.dataset) in C.PAPERS[self.claim.paper].datasets:
+            return f"on {self.dataset}"
+        return f"on {self.dataset} (stands in for {C.PAPER_DATASETS[C.stands_in_for(self.dataset)]}, not a " \
+               "dataset of this paper)"
 
-def _split(s: str) -> list[str]:
-    return [x.strip() for x in (s or "").split(";") if x.strip()]
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in (text or "").split(";") if x.strip()]
 
 
-def load_claims(path) -> list[dict]:
-    """Read and validate claims.csv; raises DataError naming the row."""
+def _claim(row: dict, where: str) -> Claim:
+    if row["paper"] not in C.PAPERS:
+        raise DataError(f"{where}: unknown paper {row['paper']!r}; allowed: {', '.join(C.PAPERS)}")
+    if row["check"] not in CHECKS:
+        raise DataError(f"{where}: check={row['check']!r}; allowed: {', '.join(CHECKS)}")
+    try:
+        winners, losers = (tuple(Ref.parse(r) for r in _split(row[k])) for k in ("winners", "losers"))
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    for ref in winners + losers:
+        metric = ref.metric or row["metric"]
+        if metric not in C.METRICS or (row["check"] == "ordering" and C.METRICS[metric].better is None):
+            raise DataError(f"{where}: metric {metric!r} is not a catalog metric with a better direction")
+    datasets = tuple(_split(row["datasets"]))
+    for d in datasets:
+        if d not in C.PAPERS[row["paper"]].datasets:
+            raise DataError(f"{where}: {d!r} is not a dataset of {row['paper']} "
+                            f"({', '.join(C.PAPERS[row['paper']].datasets)})")
+    if not winners or not datasets or (row["check"] != "trend" and not losers):
+        raise DataError(f"{where}: a {row['check']} claim needs winners, datasets" +
+                        ("" if row["check"] == "trend" else " and losers"))
+    if row["check"] in EXPECT and row["expect"] not in EXPECT[row["check"]]:
+        raise DataError(f"{where}: expect={row['expect']!r}; allowed: {', '.join(EXPECT[row['check']])}")
+    unit_norm = tuple(x.lower() == "true" for x in _split(row["unit_norm"]))
+    if row["check"] == "trend":
+        bad = [str(r) for r in winners if r.name not in C.SWEEP_MODELS]
+        if bad or row["activation"] not in C.SWEEP_ACTIVATIONS or not unit_norm:
+            raise DataError(f"{where}: a trend needs sweep models ({', '.join(C.SWEEP_MODELS)}), an activation "
+                            f"({', '.join(C.SWEEP_ACTIVATIONS)}) and unit_norm true and/or false")
+    return Claim(row["id"], row["paper"], row["section"], row["statement"], row["check"], row["metric"], winners,
+                 losers, datasets, row["activation"], unit_norm, row["expect"])
+
+
+def load_claims(path) -> list[Claim]:
+    """claims.csv, every row validated (DataError naming the row)."""
     path = Path(path)
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in CLAIM_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: missing columns {', '.join(missing)}")
-        claims = [dict(r) for r in reader]
-    seen = set()
-    for i, c in enumerate(claims, start=2):
-        where = f"{path}:{i} ({c['id']})"
-        if c["id"] in seen:
+        lacking = [c for c in CLAIM_COLUMNS if c not in (reader.fieldnames or [])]
+        rows = list(reader)
+    if lacking:
+        raise DataError(f"{path}: missing columns {', '.join(lacking)}")
+    claims, seen = [], set()
+    for i, row in enumerate(rows, start=2):
+        where = f"{path}:{i} ({row.get('id')})"
+        if row["id"] in seen:
             raise DataError(f"{where}: repeated id")
-        seen.add(c["id"])
-        if c["check"] not in CHECKS:
-            raise DataError(f"{where}: check={c['check']!r}; allowed: {', '.join(CHECKS)}")
-        if c["check"] == "ordering":
-            if not _split(c["winners"]) or not _split(c["losers"]):
-                raise DataError(f"{where}: an ordering needs winners and losers")
-            for ref in _split(c["winners"]) + _split(c["losers"]):
-                metric = _ref_metric(ref, c["metric"])[1]
-                if metric not in T.METRICS or T.METRICS[metric].better is None:
-                    raise DataError(f"{where}: metric {metric!r} has no better direction")
-        if c["check"] == "sweep" and not c["prediction"]:
-            raise DataError(f"{where}: a sweep check needs a prediction id")
-        if c["check"] == "schedule" and (c["expect"] not in ("rises", "falls") or not c["winners"]):
-            raise DataError(f"{where}: a schedule check needs winners (the model) and expect rises|falls")
-        c["datasets_list"] = _split(c["datasets"])
+        seen.add(row["id"])
+        claims.append(_claim(row, where))
     return claims
 
 
-def _ref_metric(ref: str, default: str) -> tuple[str, str]:
-    m = re.fullmatch(r"([\w@=]+)\[(\w+)\]", ref)
-    return (m[1], m[2]) if m else (ref, default)
+# ---------------------------------------------------------------- shared pieces
 
 
-def _label(ref: str, metric: str, default: str) -> str:
-    return ref if metric == default else f"{ref} ({metric.replace('_', ' ')})"
+def combine(verdicts) -> str:
+    """All hold -> holds; any does not hold -> does not hold; else inconclusive."""
+    verdicts = list(verdicts)
+    if any(v == stats.FAILS for v in verdicts):
+        return stats.FAILS
+    return stats.HOLDS if verdicts and all(v == stats.HOLDS for v in verdicts) else stats.INCONCLUSIVE
 
 
-def _fmt(v: float, metric: str) -> str:
-    m = T.METRICS[metric]
-    return T.fmt_number(v, m.digits, percent=m.unit == "%") + ("%" if m.unit == "%" else "")
+def describe(cmp: stats.Comparison) -> str:
+    """The numbers that decided one comparison."""
+    if cmp.p_value is None:
+        return f"n = {cmp.n[0]}, {cmp.n[1]}: too few seeds for a test"
+    if cmp.t is not None and math.isinf(cmp.t):
+        return "no spread over seeds on either side: the ordering is exact"
+    return f"Welch t = {cmp.t:.2f}, p = {cmp.p_value:.3g}"
 
 
-def check_ordering(claim: dict, results: T.RunResults, dataset: str) -> Verdict:
-    default = claim["metric"]
-    better = T.METRICS[default].better
-    vals, missing = {}, []
-    for ref in _split(claim["winners"]) + _split(claim["losers"]):
-        r, metric = _ref_metric(ref, default)
-        v = results.value(dataset, r, metric)
-        if v.ok:
-            vals[ref] = (v.mean, metric)
-        else:
-            missing.append(f"{_label(r, metric, default)}: {v.note}")
-    if missing:
-        return Verdict(claim, dataset, UNMEASURED, "; ".join(missing))
-    sign = -1.0 if better == "lower" else 1.0
-    winners, losers = _split(claim["winners"]), _split(claim["losers"])
-    worst_winner = min(winners, key=lambda r: sign * vals[r][0])
-    best_loser = max(losers, key=lambda r: sign * vals[r][0])
-    margin = _num(claim.get("tolerance")) or 0.0
-    holds = sign * vals[worst_winner][0] > sign * vals[best_loser][0] + margin
-    ranked = sorted(vals, key=lambda r: -sign * vals[r][0])
-    op = " < " if better == "lower" else " > "
-    chain = op.join(f"{_label(*_ref_metric(r, default), default)} {_fmt(*vals[r])}" for r in ranked)
-    evidence = f"{chain} ({better} is better" + (f", by more than {margin:g}" if margin else "") + ")"
-    if any(m in VIEW_DEPENDENT for _, m in vals.values()):
-        views = {r: results.input_view(dataset, _ref_metric(r, default)[0]) for r in vals}
-        classes = {results.view_class(dataset, v) for v in views.values()}
-        if len(classes) > 1:
-            listed = ", ".join(f"{_ref_metric(r, default)[0]}: {v}" for r, v in views.items())
-            return Verdict(claim, dataset, UNMEASURED, f"not comparable: the models were measured in different "
-                                                       f"input views ({listed}); {evidence}")
-    if not holds:
-        evidence += f"; {_label(*_ref_metric(best_loser, default), default)} beats {_label(*_ref_metric(worst_winner, default), default)}"
-    return Verdict(claim, dataset, HOLDS if holds else FAILS, evidence)
+def _label(ref: Ref, claim: Claim) -> str:
+    metric = ref.metric or claim.metric
+    return str(ref) + ("" if metric == claim.metric else f" ({C.METRICS[metric].label})")
 
 
-def read_predictions(path: Path) -> list[dict] | None:
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+# ---------------------------------------------------------------- checks
 
 
-def _truthy(s) -> bool:
-    return str(s).strip().lower() in ("true", "1", "yes")
+def check_ordering(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
+    refs = claim.winners + claim.losers
+    values = {ref: results.value(claim.paper, dataset, ref, ref.metric or claim.metric) for ref in refs}
+    lacking = [f"{_label(r, claim)}: {v.note}" for r, v in values.items() if not v.ok]
+    if lacking:
+        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(lacking))
+    if any((r.metric or claim.metric) == "recon_error" for r in refs):
+        views = {r: results.input_view(claim.paper, dataset, r) for r in refs}
+        if len(set(views.values())) > 1:
+            listed = ", ".join(f"{r}: {v}" for r, v in views.items())
+            return Verdict(claim, dataset, stats.UNMEASURED, f"reconstruction errors in different input views are "
+                                                             f"not comparable ({listed})")
+    better = C.METRICS[claim.metric].better
+    shown = "; ".join(f"{_label(r, claim)} {seed_spread(v.mean, v.std, v.n, r.metric or claim.metric)}"
+                      for r, v in values.items())
+    pairs, verdicts = [], []
+    for w in claim.winners:
+        for lo in claim.losers:
+            cmp = stats.compare(values[w].finite, values[lo].finite, better, level)
+            verdicts.append(cmp.verdict)
+            pairs.append(f"{_label(w, claim)} vs {_label(lo, claim)}: {describe(cmp)} -> {cmp.verdict}")
+    note = caveat([convergence(results, claim.paper, dataset, r) for r in dict.fromkeys(Ref(r.name, r.k)
+                                                                                         for r in refs)])
+    evidence = f"{shown} ({better} is better); " + "; ".join(pairs) + (f"; {note}" if note else "")
+    return Verdict(claim, dataset, combine(verdicts), evidence)
 
 
-def _num(s) -> float | None:
-    try:
-        v = float(s)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def check_sweep(claim: dict, predictions_dir: Path, dataset: str) -> Verdict:
-    path = Path(predictions_dir) / f"sweep_{dataset}_predictions.csv"
-    rows = read_predictions(path)
-    if rows is None:
-        return Verdict(claim, dataset, UNMEASURED, f"{path} is missing (sweep_figures@{dataset} not run)")
-    rows = [r for r in rows if r.get("prediction") == claim["prediction"] and r.get("dataset", dataset) == dataset]
-    if not rows:
-        return Verdict(claim, dataset, UNMEASURED, f"no prediction '{claim['prediction']}' rows in {path} "
-                                                   "(its models or activations are not in the sweep)")
-    parts, ok = [], True
-    for r in rows:
-        first, last = _num(r.get("af_first")), _num(r.get("af_last"))
-        span = f"{first:.3f} -> {last:.3f}" if first is not None and last is not None else "no finite points"
-        rho = _num(r.get("spearman"))
-        holds = _truthy(r.get("holds"))
-        ok &= holds
-        constraint = "unit-length" if _truthy(r.get("unit_norm")) else "unconstrained"
-        parts.append(f"{r['model']} {r['activation']} {constraint} ({r.get('paper_figure', '')}): expected "
-                     f"{r['expected']}, observed {r['observed']} ({span}"
-                     + (f", rho {rho:.2f}" if rho is not None else "") + ")")
-    return Verdict(claim, dataset, HOLDS if ok else FAILS, "; ".join(parts))
-
-
-def read_curve(path: Path) -> list[tuple[int, float]] | None:
-    """A dvclive curve file (step<TAB>value with a header) -> [(step, value)]."""
-    if not path.is_file():
-        return None
+def stage_change(results: RunResults, claim: Claim, dataset: str, ref: Ref, start: int, end: int):
+    """Per seed: curve `claim.metric` at step `end` minus at step `start` (None where absent)."""
     out = []
-    with open(path) as f:
-        for line in list(f)[1:]:
-            parts = line.strip().split("\t")
-            if len(parts) >= 2 and _num(parts[1]) is not None:
-                out.append((int(float(parts[0])), float(parts[1])))
+    for label in results.seed_labels(claim.paper, dataset, ref):
+        curve = dict(results.curve(claim.paper, dataset, ref.name, claim.metric, label) or [])
+        a, b = curve.get(start), curve.get(end)
+        out.append(None if a is None or b is None else b - a)
     return out
 
 
-def check_schedule(claim: dict, results: T.RunResults, dataset: str) -> Verdict:
-    model = claim["winners"]
-    why = results.missing_reason(dataset, model)
-    if why:
-        return Verdict(claim, dataset, UNMEASURED, why)
-    key = SCHEDULE_KEY.get(model)
-    curves = results.models_dir / dataset / model / "live" / "plots" / "metrics"
-    curve, sched = read_curve(curves / f"{claim['metric']}.tsv"), read_curve(curves / f"{key}.tsv")
-    if not curve or not sched:
-        return Verdict(claim, dataset, UNMEASURED, f"no {claim['metric']} / {key} curves under {curves}")
-    sched = dict(sched)
-    first_stage = sched[min(sched)]
-    ends = [s for s, _ in curve if sched.get(s) == first_stage]
-    if not ends:
-        return Verdict(claim, dataset, UNMEASURED, f"{key} curve does not cover {claim['metric']}")
-    v_first = dict(curve)[max(ends)]
-    step_last, v_last = curve[-1]
-    if sched.get(step_last) == first_stage:
-        return Verdict(claim, dataset, UNMEASURED, f"{key} never changed during training (one stage)")
-    margin = _num(claim.get("tolerance")) or 0.0
-    holds = (v_last > v_first + margin) if claim["expect"] == "rises" else (v_last < v_first - margin)
-    name = claim["metric"].replace("_", " ")
-    evidence = (f"{name} {v_first:.3f} at the end of the first stage ({key}={first_stage:g}, epoch {max(ends) + 1}) "
-                f"-> {v_last:.3f} at the end of training ({key}={sched.get(step_last, float('nan')):g}, "
-                f"epoch {step_last + 1}); expected to {claim['expect'][:-1]}" + (f" by more than {margin:g}" if margin else ""))
-    return Verdict(claim, dataset, HOLDS if holds else FAILS, evidence)
+def check_schedule(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
+    model, control = claim.winners[0], claim.losers[0]
+    ids = {}
+    for ref in (model, control):
+        hp, why = results.hparams(claim.paper, dataset, ref.name)
+        if hp is None:
+            return Verdict(claim, dataset, stats.UNMEASURED, f"{ref}: {why}")
+        ids[ref] = hp["id"]
+    key = SCHEDULE_CURVE.get(ids[model])
+    schedule = results.curve(claim.paper, dataset, model.name, key) if key else None
+    if not schedule:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{model} logs no schedule curve ({key or 'none'})")
+    first = schedule[0][1]
+    end_first, last = max(s for s, v in schedule if v == first), schedule[-1][0]
+    if end_first == last:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{key} never changed over the {last + 1} epochs (one "
+                                                         "stage): nothing to compare")
+    ours, theirs = (stage_change(results, claim, dataset, r, end_first, last) for r in (model, control))
+    a, b = [v for v in ours if v is not None], [v for v in theirs if v is not None]
+    if not a or not b:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"no {claim.metric} curves at epochs {end_first + 1} and "
+                                                         f"{last + 1} for {model if not a else control}")
+    cmp = stats.compare(a, b, "higher" if claim.expect == "rises" else "lower", level)
+    sa, sb = stats.summary(a), stats.summary(b)
+    note = caveat([convergence(results, claim.paper, dataset, r) for r in (model, control)])
+    evidence = (f"change of {claim.metric} from the end of the first stage (epoch {end_first + 1}, {key} "
+                f"{first:g}) to the end (epoch {last + 1}, {key} {schedule[-1][1]:g}): {model} "
+                f"{spread(sa['mean'], sa['std'], sa['n'])} vs {control} {spread(sb['mean'], sb['std'], sb['n'])}; "
+                f"{describe(cmp)}" + (f"; {note}" if note else ""))
+    return Verdict(claim, dataset, cmp.verdict, evidence)
 
 
-def evaluate(claims: list[dict], results: T.RunResults, *, predictions_dir, sweep_datasets=()) -> list[Verdict]:
-    """One verdict per (claim, run dataset measuring one of its paper datasets); a claim no run
-    dataset measures gets one 'not measured' verdict naming the datasets it needs."""
+def check_trend(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
+    grid = results.params.protocol(claim.paper).grid
+    if claim.activation not in grid.activations:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{claim.activation} is not in this run's "
+                                                         f"{claim.paper}.grid.activations")
+    parts, verdicts, lacking = [], [], []
+    for ref in claim.winners:
+        df, why = results.sweep(claim.paper, dataset, ref.name)
+        found = {} if df is None else trends.curves(df)
+        for unit in claim.unit_norm:
+            rows = "unit-length" if unit else "unconstrained"
+            curve = found.get((ref.name, claim.activation, unit))
+            if curve is None:
+                lacking.append(f"{ref} {rows}: " + (why or f"no {claim.activation} {rows} rows in its sweep table "
+                                                           f"({claim.paper}.grid.unit_norm)"))
+                continue
+            t = trends.judge(curve, claim.expect, level)
+            verdicts.append(t.verdict)
+            lost = f"; {curve.diverged} runs without a finite value" if curve.diverged else ""
+            parts.append(f"{ref} {claim.activation} {rows}: {t.verdict} ({t.evidence}{lost})")
+    if lacking:
+        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(lacking))
+    return Verdict(claim, dataset, combine(verdicts), f"expected {claim.expect}: " + "; ".join(parts))
+
+
+CHECK = {"ordering": check_ordering, "schedule": check_schedule, "trend": check_trend}
+
+
+def run_datasets(claim: Claim, results: RunResults) -> list[str]:
+    """This run's datasets of the claim's paper that stand in for one of its datasets, or for no
+    dataset of the paper at all."""
+    paper_sets = C.PAPERS[claim.paper].datasets
+    return [d for d in results.datasets(claim.paper)
+            if C.stands_in_for(d) in claim.datasets or C.stands_in_for(d) not in paper_sets]
+
+
+def evaluate(claims: list[Claim], results: RunResults) -> list[Verdict]:
+    """One verdict per (claim, run dataset); one 'not measured' verdict for a claim no run dataset measures."""
+    level = results.params.statistics.level
     out = []
-    for c in claims:
-        paper_ds = c["datasets_list"]
-        # sweep claims read the sweep's datasets; the others the models' (train_datasets)
-        ours = list(sweep_datasets) if c["check"] == "sweep" else results.datasets
-        runs = [d for p in paper_ds for d in T.measured_by(p, ours)]
-        if not runs:
-            need = ", ".join(T.paper_name(p) for p in paper_ds)
-            where = "`sweep.datasets`" if c["check"] == "sweep" else "`train_datasets`"
-            out.append(Verdict(c, None, UNMEASURED, f"no dataset of {where} measures {need} (or a stand-in)"))
-            continue
-        for d in runs:
-            if c["check"] == "ordering":
-                out.append(check_ordering(c, results, d))
-            elif c["check"] == "sweep":
-                out.append(check_sweep(c, predictions_dir, d))
-            else:
-                out.append(check_schedule(c, results, d))
+    for claim in claims:
+        datasets = run_datasets(claim, results)
+        if not datasets:
+            need = ", ".join(C.PAPER_DATASETS[d] for d in claim.datasets)
+            out.append(Verdict(claim, None, stats.UNMEASURED, f"no dataset of this run's {claim.paper}.datasets "
+                                                              f"stands in for {need}"))
+        out += [CHECK[claim.check](claim, results, d, level) for d in datasets]
     return out
+
+
+def counts(verdicts: list[Verdict], paper: str) -> dict[str, int]:
+    """{holds, does_not_hold, inconclusive, not_measured} of one paper's verdicts."""
+    return {s.replace(" ", "_"): sum(v.status == s for v in verdicts if v.claim.paper == paper) for s in STATUSES}

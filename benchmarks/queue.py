@@ -1,0 +1,82 @@
+"""Two experiments through `dvc queue start -j 2` against the same two run one after the other.
+
+    python benchmarks/queue.py [--knob makhzani2014.model.ksparse.datasets.optdigits.k] [--values 4 6]
+
+In a fresh copy of the repository at scale=tiny (reproduced once first), each experiment
+changes one knob; in the queue each of the two workers' stages takes half the cores (sae.cli
+counts the running queue workers), in sequence each stage takes them all.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sh(args, cwd, env=None):
+    full = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd), **(env or {}))
+    return subprocess.run(args, cwd=cwd, env=full, check=True, capture_output=True, text=True)
+
+
+def dvc(*args, cwd, env=None):
+    return sh([sys.executable, "-m", "dvc", *args], cwd, env)
+
+
+def prepare(dest: Path) -> None:
+    files = sh(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    sh([sys.executable, "-m", "sae.config", "scale=tiny"], dest)
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "tiny"], dest)
+    dvc("repro", cwd=dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "repro"], dest)
+
+
+def reset(dest: Path) -> None:
+    sh(["git", "checkout", "-q", "--", "."], dest)
+    dvc("checkout", "-f", cwd=dest)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--knob", default="makhzani2014.model.ksparse.datasets.optdigits.k")
+    ap.add_argument("--values", nargs=2, default=["4", "6"])
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "repo"
+        dest.mkdir()
+        prepare(dest)
+        start = time.perf_counter()
+        for v in args.values:
+            dvc("exp", "run", "-S", "scale=tiny", "-S", f"{args.knob}={v}", cwd=dest)
+        sequential = time.perf_counter() - start
+        reset(dest)
+        for v in args.values:
+            dvc("exp", "run", "--queue", "-S", "scale=tiny", "-S", f"{args.knob}={v}", cwd=dest)
+        start = time.perf_counter()
+        dvc("queue", "start", "-j", "2", cwd=dest)
+        while any(w in dvc("queue", "status", cwd=dest).stdout for w in ("Queued", "Running")):
+            time.sleep(1)
+        queued = time.perf_counter() - start
+        dvc("queue", "stop", cwd=dest)
+    print(f"two experiments ({args.knob} = {' and '.join(args.values)}), tiny scale, {os.cpu_count()} cores")
+    print(f"in sequence:                {sequential:6.1f} s")
+    print(f"dvc queue start -j 2:       {queued:6.1f} s")
+    print(f"sequence / queue:           {sequential / queued:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
