@@ -15,3 +15,20 @@ class DataError(SaeError):
 
 class TrainingError(SaeError):
     """Training diverged (NaN/inf loss) or cannot continue."""
+
+
+def read_json(path, required=(), remedy: str = "rerun the stage that writes it") -> dict:
+    """A JSON object file with the `required` keys, or DataError naming the file and the remedy."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; {remedy}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); {remedy}") from None
+    missing = [k for k in required if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; {remedy}")
+    return data

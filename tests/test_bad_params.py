@@ -1,12 +1,12 @@
 """A bad value in params.yaml, through the real `dvc repro` of the tiny configuration: a non-zero
 exit, one line naming the key, no stage ran but the check, and no output changed."""
-import copy
 import re
 
 import pytest
 import yaml
 
 from tests.conftest import dvc
+from tests.test_config import edited
 from tests.test_pipeline import digest, ran
 
 pytestmark = pytest.mark.slow
@@ -45,16 +45,6 @@ CASES = [  # (params path, value, a part of the one line)
     ("amini2018.model.kl.rho", 1.0, "amini2018.model.kl.rho=1.0: must be < 1"),
     ("arpit2016.train.optdigits.hidden", 0, "arpit2016.train.optdigits.hidden=0: must be >= 1"),
 ]
-
-
-def edited(raw: dict, path: str, value) -> dict:
-    out = copy.deepcopy(raw)
-    node = out
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -103,8 +103,9 @@ def dataset_keys(paper: str, what: str, keys, allowed=None) -> None:
             raise ParamError(unknown(f"{paper}.{what}.{k}", k, allowed, what="dataset", key=True))
 
 
-def _layers(dataset: str):
-    """(key, is the paper dataset) of the per-dataset layers, lowest first."""
+def layers(dataset: str) -> list[str]:
+    """The per-dataset layer keys of a run dataset, lowest first: the paper dataset it stands in
+    for, then itself."""
     paper_ds = C.stands_in_for(dataset)
     return [paper_ds] + ([dataset] if dataset != paper_ds else [])
 
@@ -123,11 +124,11 @@ def run_config(params: S.Params, paper: str, dataset: str, name: str) -> RunConf
     dataset_keys(paper, "train", protocol.train)
     merged = Merged()
     merged.add(f"{paper}.optim", protocol.optim)
-    for key in _layers(dataset):
+    for key in layers(dataset):
         if key in protocol.train:
             merged.add(f"{paper}.train.{key}", protocol.train[key])
     merged.add(f"{paper}.model.{name}", _options_layer(model_id, options, f"{paper}.model.{name}"))
-    for key in _layers(dataset):
+    for key in layers(dataset):
         if key in per_dataset:
             path = f"{paper}.model.{name}.datasets.{key}"
             merged.add(path, _options_layer(model_id, per_dataset[key] or {}, path))
@@ -158,30 +159,31 @@ def check_run(cfg: RunConfig) -> None:
         raise ParamError(f"{at('level')}={o['level']}: must be < 1 for mask corruption")
 
 
+def _per_dataset(paper: str, dataset: str, base_path: str, base, by_dataset: dict, by_dataset_path: str, cls):
+    """cls from a base layer overridden by the layers of the paper dataset, then the run dataset."""
+    dataset_keys(paper, by_dataset_path.removeprefix(f"{paper}."), by_dataset)
+    merged = Merged()
+    merged.add(base_path, base)
+    for key in layers(dataset):
+        if key in by_dataset:
+            merged.add(f"{by_dataset_path}.{key}", by_dataset[key])
+    return merged.validate(cls, cls.model_fields, base_path)
+
+
 def finetune_settings(params: S.Params, paper: str, dataset: str) -> S.FinetuneSettings:
-    """The resolved fine-tuning settings of `paper` on `dataset`."""
+    """The resolved fine-tuning settings of `paper` on `dataset`: settings < datasets.<P_D> < datasets.<D>."""
     ft = params.protocol(paper).finetune
     if ft is None:
         raise ParamError(f"{paper}.finetune: missing (this paper has no fine-tuning)")
-    dataset_keys(paper, "finetune.datasets", ft.datasets)
-    merged = Merged()
-    merged.add(f"{paper}.finetune.settings", ft.settings)
-    for key in _layers(dataset):
-        if key in ft.datasets:
-            merged.add(f"{paper}.finetune.datasets.{key}", ft.datasets[key])
-    return merged.validate(S.FinetuneSettings, S.FinetuneSettings.model_fields, f"{paper}.finetune.settings")
+    return _per_dataset(paper, dataset, f"{paper}.finetune.settings", ft.settings, ft.datasets,
+                        f"{paper}.finetune.datasets", S.FinetuneSettings)
 
 
 def sweep_settings(params: S.Params, paper: str, dataset: str) -> S.SweepSettings:
     """The resolved 003 protocol of `dataset`: protocol < train.<paper dataset> < train.<dataset>."""
     sweep = params.protocol(paper)
-    dataset_keys(paper, "train", sweep.train)
-    merged = Merged()
-    merged.add(f"{paper}.protocol", sweep.protocol)
-    for key in _layers(dataset):
-        if key in sweep.train:
-            merged.add(f"{paper}.train.{key}", sweep.train[key])
-    return merged.validate(S.SweepSettings, S.SweepSettings.model_fields, f"{paper}.protocol")
+    return _per_dataset(paper, dataset, f"{paper}.protocol", sweep.protocol, sweep.train, f"{paper}.train",
+                        S.SweepSettings)
 
 
 def stages(params: S.Params) -> list[tuple[str, str, str, str]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.data import preprocess
-from sae.errors import DataError
+from sae.errors import DataError, read_json
 from sae.catalog import VIEWS
 
 SPLITS = ("train", "val", "test")
@@ -84,17 +84,7 @@ META_KEYS = ("dataset", "dim", "image_shape", "n", "labelled", "n_classes", "sha
 
 def read_meta(prepared_dir: Path) -> dict:
     """meta.json of a prepared folder (DataError naming the file when missing or malformed)."""
-    path = Path(prepared_dir) / "meta.json"
-    if not path.is_file():
-        raise DataError(f"{path}: missing; run the prepare stage first")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); rerun prepare") from None
-    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise DataError(f"{path}: missing {', '.join(missing)}; rerun prepare")
-    return meta
+    return read_json(Path(prepared_dir) / "meta.json", META_KEYS, "rerun its prepare stage")
 
 
 def read(prepared_dir: Path, view: str = "pixels", *, verify: bool = True) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from sae.errors import DataError
+from sae.errors import DataError, read_json
 
 HPARAMS_KEYS = ("paper", "dataset", "model", "id", "seeds", "in_dim", "loop", "options")
 
@@ -36,17 +36,7 @@ def save(model_dir, model, hparams: dict, snapshots=None) -> None:
 
 def read_hparams(model_dir) -> dict:
     """hparams.json of a model directory (DataError when missing or malformed)."""
-    path = Path(model_dir) / "hparams.json"
-    if not path.is_file():
-        raise DataError(f"{path}: missing; its train stage has not run")
-    try:
-        hp = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); rerun its train stage") from None
-    missing = [k for k in HPARAMS_KEYS if not isinstance(hp, dict) or k not in hp]
-    if missing:
-        raise DataError(f"{path}: missing {', '.join(missing)}; rerun its train stage")
-    return hp
+    return read_json(Path(model_dir) / "hparams.json", HPARAMS_KEYS, "rerun its train stage")
 
 
 def layout_of(hparams: dict):

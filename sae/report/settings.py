@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae import catalog as C
+from sae.config.protocol import layers
 from sae.errors import DataError, ParamError
 
 SETTINGS_COLUMNS = ("paper", "dataset", "model", "key", "value", "source")
@@ -131,22 +132,16 @@ class Target:
     source: str   # the params path of the layer that set it
 
 
-def _layers(dataset: str) -> list[str]:
-    """The per-dataset layers of a run dataset, lowest first (its paper dataset, then itself)."""
-    paper_ds = C.stands_in_for(dataset)
-    return [paper_ds] + ([dataset] if dataset != paper_ds else [])
-
-
 def matches(dataset: str, wanted: str) -> bool:
     """Does run dataset `dataset` take the settings of `wanted` (a dataset, paper dataset, any, *)?"""
-    return wanted in (ANY, "*") or wanted in _layers(dataset)
+    return wanted in (ANY, "*") or wanted in layers(dataset)
 
 
-def _layer_source(layers: dict, fallback: str, dataset: str, key: str, path: str) -> str:
+def _layer_source(by_dataset: dict, fallback: str, dataset: str, key: str, path: str) -> str:
     """The path of the highest per-dataset layer setting `key`, else the fallback layer's."""
     out = fallback
-    for d in _layers(dataset):
-        layer = layers.get(d)
+    for d in layers(dataset):
+        layer = by_dataset.get(d)
         if layer is not None and key in layer.model_fields_set and getattr(layer, key) is not None:
             out = f"{path}.{d}.{key}"
     return out
