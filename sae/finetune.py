@@ -179,9 +179,11 @@ def run_network(layers, trained, data, n_classes, cfg, seeds, lr, epochs_by_phas
             _nan_to_dead(accuracy(net, data["x_val"], data["y_val"]), alive), net.arch())
 
 
-def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, seeds) -> Autoencoder:
+def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, seeds,
+                 epochs: int | None = None) -> Autoencoder:
     """Greedy layer-wise pretraining (002 sec. 4.6): G autoencoders of the same kind, trained with
-    the first layer's loop settings on the first layer's codes (each model on its own)."""
+    the first layer's loop settings (`epochs` when given) on the first layer's codes (each model
+    on its own)."""
     from sae.models import build
     from sae.train import fit_loop
     from sae.config.schema import Loop
@@ -198,6 +200,8 @@ def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, s
     layer2 = build(hparams["id"], layer1.hidden, hidden2, n_models=len(seeds),
                    generators=init_generators(seeds, "finetune"), **opts).to(codes_tr.device)
     loop = Loop.model_validate(hparams["loop"])
+    if epochs:
+        loop = loop.model_copy(update={"epochs": epochs})
     fit_loop(layer2, loop, codes_tr, codes_va, seeds=seeds, progress=False,
              name=f"{hparams['dataset']}/{hparams['model']}/layer2")
     with torch.no_grad():  # a diagnostic: a collapsed second layer (e.g. every unit at rho) shows here
@@ -250,7 +254,7 @@ def finetune(model: Autoencoder, hparams: dict, data: dict, *, n_classes: int, c
         elif not deep:
             out["deep"] = {"skipped": f"{hparams['model']} is not in finetune.deep_models"}
         else:
-            layer2 = second_layer(model, hparams, data, cfg.deep_hidden or model.hidden, seeds)
+            layer2 = second_layer(model, hparams, data, cfg.deep_hidden or model.hidden, seeds, cfg.layer2_epochs)
 
             def phases(net):
                 l1, l2 = net.layers

@@ -287,6 +287,8 @@ class FinetuneLayer(Strict):
     weight_decay: Optional[NonNegFloat] = Field(None, description="weight_decay * ||W||^2 (000 Table I: lambda2)")
     deep_hidden: Optional[PosInt] = Field(None, description="width of the second layer; unset = the first's "
                                                             "(002 sec. 4.6)")
+    layer2_epochs: Optional[PosInt] = Field(None, description="epochs of the second layer's greedy pre-training; "
+                                                              "unset = the first layer's (002 sec. 4.6)")
 
     @field_validator("deep_epochs")
     @classmethod
@@ -307,6 +309,7 @@ class FinetuneSettings(Strict):
     momentum: Momentum
     weight_decay: NonNegFloat
     deep_hidden: Optional[PosInt] = None
+    layer2_epochs: Optional[PosInt] = None
 
 
 class Finetune(Strict):
