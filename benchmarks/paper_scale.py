@@ -122,8 +122,8 @@ def estimate(params, device, steps: int) -> dict:
                 one = step * len(seeds) / lay.n_models  # the configuration's seeds alone
                 per_epoch = one * -(-rows // s.batch)
                 runs = len(s.lr) * (("shallow" in ft.kinds) * s.epochs + ("none" in ft.kinds
-                                                                         and name in ft.without_pretraining) * s.epochs
-                                    + ("deep" in ft.kinds and name in ft.deep_models) * 2 * sum(s.deep_epochs))
+                                                                         and name in ft.without_pretraining) * s.epochs) \
+                    + len(s.deep_lr or s.lr) * ("deep" in ft.kinds and name in ft.deep_models) * 2 * sum(s.deep_epochs)
                 layer2 = ("deep" in ft.kinds and name in ft.deep_models) * one * -(-rows // cfg.loop.batch) \
                     * cfg.loop.epochs
                 out[(paper, "finetune")] += per_epoch * runs + layer2

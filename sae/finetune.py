@@ -262,5 +262,5 @@ def finetune(model: Autoencoder, hparams: dict, data: dict, *, n_classes: int, c
                         [*encoder_parameters(l1), *encoder_parameters(l2), *net.head()]]
             out["deep"] = best_on_validation(
                 lambda lr: run_network([copy_of(model), copy_of(layer2)], phases, data, n_classes, cfg, seeds, lr,
-                                       cfg.deep_epochs), cfg.lr, seeds, "deep")
+                                       cfg.deep_epochs), cfg.deep_lr or cfg.lr, seeds, "deep")
     return out

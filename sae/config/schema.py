@@ -282,6 +282,7 @@ class FinetuneLayer(Strict):
     batch: Optional[PosInt] = None
     optimizer: Optional[Optimizer] = None
     lr: Optional[list[PosFloat]] = Field(None, description="rates tried; the best on validation is kept")
+    deep_lr: Optional[list[PosFloat]] = Field(None, description="rates tried for the deep network (unset: lr)")
     final_lr: Optional[PosFloat] = None
     momentum: Optional[Momentum] = None
     weight_decay: Optional[NonNegFloat] = Field(None, description="weight_decay * ||W||^2 (000 Table I: lambda2)")
@@ -305,6 +306,7 @@ class FinetuneSettings(Strict):
     batch: PosInt
     optimizer: Optimizer
     lr: list[PosFloat] = Field(min_length=1)
+    deep_lr: Optional[list[PosFloat]] = None
     final_lr: PosFloat
     momentum: Momentum
     weight_decay: NonNegFloat
