@@ -1,6 +1,5 @@
 """A bad value in params.yaml, through the real `dvc repro` of the tiny configuration: a non-zero
 exit, one line naming the key, no stage ran but the check, and no output changed."""
-import re
 
 import pytest
 import yaml

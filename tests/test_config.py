@@ -135,9 +135,9 @@ def test_a_stand_in_takes_the_settings_of_the_paper_dataset_it_stands_in_for(emb
 def test_finetune_and_sweep_settings_resolve(embedded):
     params = validate(embedded)
     ft = finetune_settings(params, "makhzani2014", "mnist5k")
-    assert (ft.momentum, ft.lr, ft.final_lr, ft.epochs) == (0.25, [1.0], 0.001, 5)
+    assert (ft.momentum, ft.lr, ft.final_lr, ft.epochs) == (0.25, [1.0], 0.001, 4)
     sw = sweep_settings(params, "arpit2016", "mnist5k")
-    assert (sw.hidden, sw.epochs, sw.batch, sw.momentum) == (100, 5, 50, 0.9)
+    assert (sw.hidden, sw.epochs, sw.batch, sw.momentum) == (100, 4, 50, 0.9)
     kinds = {k for k, *_ in stages(params)}
     assert kinds == {"train", "evaluate", "finetune", "filters", "sweep"}
 

@@ -16,14 +16,14 @@ import torch.nn.functional as F
 
 from sae import catalog
 
-ACTIVATIONS = {
+ACTIVATION_FUNCTIONS = {
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "softplus": F.softplus,
     "tanh": torch.tanh,
     "linear": lambda a: a,
 }
-assert tuple(ACTIVATIONS) == catalog.ACTIVATIONS
+assert tuple(ACTIVATION_FUNCTIONS) == catalog.ACTIVATIONS
 
 
 def activation_derivative(a, h, name):
@@ -128,7 +128,7 @@ class Autoencoder(torch.nn.Module):
     def codes(self, x):
         """(a, h): the pre-activation and the training code, each (G,B,M), of x (G,B,D) or (B,D)."""
         a = self.pre_activation(x)
-        return a, ACTIVATIONS[self.activation](a)
+        return a, ACTIVATION_FUNCTIONS[self.activation](a)
 
     def encode(self, x):
         """h = s(a); x (G,B,D) or (B,D) -> (G,B,M)."""

@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .core import ACTIVATIONS, Autoencoder, per_model_value
+from .core import ACTIVATION_FUNCTIONS, Autoencoder, per_model_value
 
 
 def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
@@ -195,7 +195,7 @@ class KSparse(Autoencoder):
 
     def features(self, x, alpha: float | None = None):
         """Classification codes: the round(alpha*k) largest units (capped at M), 002 sec. 2.2."""
-        h = ACTIVATIONS[self.activation](self.pre_activation(x))
+        h = ACTIVATION_FUNCTIONS[self.activation](self.pre_activation(x))
         return h * topk_mask(h, _k_tensor(self.units_kept(alpha), h))
 
     def objective(self, x, streams=None):

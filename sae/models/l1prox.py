@@ -6,7 +6,6 @@ alpha shrinks by f over T stages so Y = Z is enforced ever more tightly. N is th
 minibatch form of eq. (5) with the paper's alpha = our alpha * (training rows / batch).
 """
 
-import torch
 
 from .core import Autoencoder
 

@@ -8,7 +8,7 @@ and one line here:
 
 from collections import namedtuple
 
-from sae import catalog
+from sae.catalog import MODEL_IDS
 from sae.config import schema, validate_group
 from sae.errors import ParamError
 
@@ -48,8 +48,7 @@ REGISTRY = {
     "edae": Spec(ExplicitDAE, ("level",)),  # 003 sec. 3.1.1, Fig. 3
     "rbm": Spec(RBM),  # 002 Tables 1-3 baselines; Hinton 2002 (CD)
 }
-MODEL_IDS = tuple(REGISTRY)
-assert MODEL_IDS == catalog.MODEL_IDS, "the registry and sae.catalog.MODEL_IDS list different models"
+assert tuple(REGISTRY) == MODEL_IDS, "the registry and sae.catalog.MODEL_IDS list different models"
 
 CORE_KEYS = ("activation", "decoder", "tied", "weight_decay", "unit_norm", "init", "init_std")
 # build() keywords that are not model options: options() leaves them out
