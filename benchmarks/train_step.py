@@ -143,7 +143,12 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, nargs="+", default=[256])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--epoch", action="store_true", help="also time one MNIST-sized fit() epoch")
+    ap.add_argument("--public", action="store_true",
+                    help="k-sparse backward without torch's private per-sample-weight kernel (its public fallback)")
     args = ap.parse_args(argv)
+    if args.public:
+        import sae.models.ksparse
+        sae.models.ksparse._private_dots = lambda: None
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     peak = matmul_gflops(device)

@@ -1,6 +1,6 @@
 """Two experiments through `dvc queue start -j 2` against the same two run one after the other.
 
-    python benchmarks/queue.py [--knob makhzani2014.model.ksparse.datasets.optdigits.k] [--values 4 6]
+    python benchmarks/dvc_queue.py [--knob makhzani2014.model.ksparse.datasets.optdigits.k] [--values 4 6]
 
 In a fresh copy of the repository at scale=tiny (reproduced once first), each experiment
 changes one knob; in the queue each of the two workers' stages takes half the cores (sae.cli
