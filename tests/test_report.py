@@ -495,3 +495,13 @@ def test_a_missing_claims_column_is_refused(tmp_path):
     with pytest.raises(DataError, match="missing columns"):
         CL.load_claims(bad)
     assert copy.copy(Ref.parse("ksparse[k=40]:hoyer")) == Ref("ksparse", 40, "hoyer")
+
+
+def test_filter_grids_of_one_three_and_two_channel_images():
+    """Digits (1 channel), colour patches (3) and NORB's stereo pairs (2, shown side by side)."""
+    import numpy as np
+
+    from sae.report.figures import filter_grid
+    for shape in ((1, 4, 4), (3, 4, 4), (2, 4, 4)):
+        img = filter_grid(np.random.default_rng(0).standard_normal((6, int(np.prod(shape)))), shape, nrow=3)
+        assert img.ndim == 3 and img.shape[2] == 3 and 0 <= img.min() and img.max() <= 1

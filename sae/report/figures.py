@@ -95,6 +95,8 @@ def filter_grid(weights: np.ndarray, image_shape, nrow: int, padding: int = 2) -
     from torchvision.utils import make_grid
     c, h, w = (int(s) for s in image_shape)
     t = torch.as_tensor(np.asarray(weights, dtype=np.float32)).reshape(-1, c, h, w)
+    if c not in (1, 3):  # NORB's stereo pair: its two channels side by side, in grey
+        t, c = t.permute(0, 2, 1, 3).reshape(-1, 1, h, c * w), 1
     grid = make_grid(t, nrow=nrow, padding=padding, normalize=True, scale_each=True, pad_value=-1.0)
     pad = (grid == -1.0).all(dim=0)
     img = grid.clamp(0, 1).permute(1, 2, 0).numpy().copy()
