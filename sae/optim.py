@@ -1,6 +1,6 @@
 """SGD with momentum and Adam, written with public tensor operations.
 
-Why not torch.optim: constructing a torch.optim optimizer imports torch._dynamo (0.9-1.3 s
+Why not torch.optim: constructing a torch.optim optimizer imports its dynamo compiler (0.9-1.3 s
 here), and every DVC stage is a new process, so each train/evaluate/finetune/sweep stage
 would pay that second. The updates below are torch's documented algorithms, operation for
 operation (SGD: bit-identical to torch.optim.SGD(foreach=False); Adam: equal to
