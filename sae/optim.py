@@ -3,9 +3,8 @@
 Why not torch.optim: constructing a torch.optim optimizer imports its dynamo compiler (0.9-1.3 s
 here), and every DVC stage is a new process, so each train/evaluate/finetune/sweep stage
 would pay that second. The updates below are torch's documented algorithms, operation for
-operation (SGD: bit-identical to torch.optim.SGD(foreach=False); Adam: equal to
-torch.optim.Adam within float rounding, tests/test_optim.py), and they capture into a CUDA
-graph: no value changes between steps but the tensors themselves.
+operation: bit-identical to torch.optim.SGD and Adam with foreach=False (tests/test_optim.py).
+SGD also captures into a CUDA graph (no value changes between its steps but the tensors).
 
 Both keep torch's interface where the loops use it: `param_groups` (dicts whose "lr" a
 schedule may set), `zero_grad()`, `step()`, `state_dict()`, `load_state_dict()`.
