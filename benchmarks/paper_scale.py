@@ -38,6 +38,32 @@ SHAPES = {"mnist": (50_000, 784), "fashion": (50_000, 784), "norb": (20_000, 204
           "cifar10": (45_000, 3072), "cifar10_patches": (1_000_000, 192), "cifar10_pixel_patches": (50_000, 192),
           "optdigits_uci": (3_323, 64), "mnist5k": (3_500, 784), "optdigits": (1_000, 64),
           "patches": (20_000, 192), "pixel_patches": (20_000, 192)}
+# all rows of the prepared splits (train + val + test)
+ROWS = {"mnist": 70_000, "fashion": 70_000, "norb": 48_600, "svhn": 99_289, "cifar10": 60_000,
+        "cifar10_patches": 1_020_000, "cifar10_pixel_patches": 70_000, "optdigits_uci": 5_620, "mnist5k": 5_000,
+        "optdigits": 1_797, "patches": 24_000, "pixel_patches": 24_000}
+
+
+def cache_bytes(params) -> dict[str, float]:
+    """Bytes of the cached outputs the protocol writes, from the shapes: prepared float32 arrays
+    (and int64 labels), the stacked weights of every trained batch (float32: W, the untied
+    decoder, both biases). Raw downloads and the small JSON/CSV/PNG files are left out."""
+    out = defaultdict(float)
+    for d in params.datasets:
+        out["data/prepared"] += ROWS[d] * (SHAPES[d][1] * 4 + 8)
+    for paper in catalog.AUTOENCODER_PAPERS:
+        p = params.protocol(paper)
+        pairs = [(d, m) for d in p.datasets for m in p.models]
+        pairs += [(d, m) for d in (p.filters.datasets if p.filters else []) for m in p.filters.models]
+        for dataset, name in pairs:
+            cfg = run_config(params, paper, dataset, name)
+            if cfg.id == "raw":
+                continue
+            dim, hidden = SHAPES[dataset][1], cfg.loop.hidden
+            tied = cfg.id in ("ksparse", "rbm") or cfg.options.get("tied")
+            per_model = hidden * dim * (1 if tied else 2) + hidden + dim
+            out["models"] += layout(cfg.id, cfg.options, params.seeds).n_models * per_model * 4
+    return out
 
 
 def _sync(device):
@@ -156,12 +182,20 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per stage")
     ap.add_argument("--scale", default="paper")
+    ap.add_argument("--cache", action="store_true", help="print the computed cache size of the protocol and stop")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     import yaml
     params = validate(yaml.safe_load(compose(ROOT / "conf", [f"scale={args.scale}"])))
+    if args.cache:
+        sizes = cache_bytes(params)
+        for what, b in sizes.items():
+            print(f"{what:14s} {b / 1e9:7.2f} GB")
+        print(f"{'total':14s} {sum(sizes.values()) / 1e9:7.2f} GB (scale={args.scale}, {len(params.seeds)} seeds; "
+              "raw downloads come on top)")
+        return
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"scale={args.scale} on {device} ({name}), {len(params.seeds)} seeds")
     out = estimate(params, device, args.steps)
