@@ -1,6 +1,7 @@
 """Two experiments through `dvc queue start -j 2` against the same two run one after the other.
 
     python benchmarks/dvc_queue.py [--knob makhzani2014.model.ksparse.datasets.optdigits.k] [--values 4 6]
+    python benchmarks/dvc_queue.py --queue-threads 2     # each queued stage takes every core: oversubscribed
 
 In a fresh copy of the repository at scale=tiny (reproduced once first), each experiment
 changes one knob; in the queue each of the two workers' stages takes half the cores (sae.cli
@@ -46,26 +47,33 @@ def prepare(dest: Path) -> None:
 
 
 def reset(dest: Path) -> None:
+    """Workspace back at the commit, and the run-cache emptied: the second timing must train the
+    same experiments again rather than restore the first one's stages."""
     sh(["git", "checkout", "-q", "--", "."], dest)
     dvc("checkout", "-f", cwd=dest)
+    shutil.rmtree(dest / ".dvc" / "cache" / "runs", ignore_errors=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--knob", default="makhzani2014.model.ksparse.datasets.optdigits.k")
     ap.add_argument("--values", nargs=2, default=["4", "6"])
+    ap.add_argument("--queue-threads", type=int, default=0,
+                    help="force this many torch threads per queued stage (0: the cores divided among workers)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "repo"
         dest.mkdir()
         prepare(dest)
+        reset(dest)
         start = time.perf_counter()
         for v in args.values:
             dvc("exp", "run", "-S", "scale=tiny", "-S", f"{args.knob}={v}", cwd=dest)
         sequential = time.perf_counter() - start
         reset(dest)
         for v in args.values:
-            dvc("exp", "run", "--queue", "-S", "scale=tiny", "-S", f"{args.knob}={v}", cwd=dest)
+            dvc("exp", "run", "--queue", "-S", "scale=tiny", "-S", f"{args.knob}={v}",
+                "-S", f"threads={args.queue_threads}", cwd=dest)
         start = time.perf_counter()
         dvc("queue", "start", "-j", "2", cwd=dest)
         while any(w in dvc("queue", "status", cwd=dest).stdout for w in ("Queued", "Running")):
@@ -74,7 +82,8 @@ def main(argv=None):
         dvc("queue", "stop", cwd=dest)
     print(f"two experiments ({args.knob} = {' and '.join(args.values)}), tiny scale, {os.cpu_count()} cores")
     print(f"in sequence:                {sequential:6.1f} s")
-    print(f"dvc queue start -j 2:       {queued:6.1f} s")
+    threads = f"{args.queue_threads} threads a stage" if args.queue_threads else "cores divided among the workers"
+    print(f"dvc queue start -j 2:       {queued:6.1f} s  ({threads})")
     print(f"sequence / queue:           {sequential / queued:6.2f}x")
 
 
