@@ -12,6 +12,25 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    """Under pytest-xdist the workers divide the cores: torch in each worker, and the stage
+    processes the tests start (through SAE_WORKERS, read by sae.cli), take their share."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        import torch
+        os.environ.setdefault("SAE_WORKERS", str(workers))
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests sharing the session's tiny repository run on one xdist worker (`--dist loadgroup`),
+    so it is reproduced once."""
+    for item in items:
+        if "tiny_repo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_repo"))
+
+
 @dataclass
 class HttpServer:
     """A local HTTP server: files under root are served at url + "/" + relative path."""
