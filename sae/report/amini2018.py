@@ -8,7 +8,7 @@ from sae.report import figures as F
 from sae.report import published as PUB
 from sae.report.render import Table, fmt_value
 from sae.report.results import Ref
-from sae.report.section import Section
+from sae.report.section import Section, metric_panels
 
 PAPER = "amini2018"
 # sec. III, Fig. 1a-b: the compared models in the paper's names (NCAE is left out of Fig. 1)
@@ -87,11 +87,7 @@ def fig1ab(s: Section, d: str) -> None:
     s.table(t)
     if not any(v.ok for v in values.values()):
         return
-    panels = [{"title": C.METRICS[metric].label.split(" (")[0], "ylabel": C.METRICS[metric].label,
-               "labels": [name for name, _ in FIG1], "better": C.METRICS[metric].better,
-               "means": [values[(m, metric)].mean if values[(m, metric)].ok else None for _, m in FIG1],
-               "errors": [values[(m, metric)].sample_std for _, m in FIG1],
-               "dots": [values[(m, metric)].finite for _, m in FIG1]} for metric in FIG1_METRICS]
+    panels = metric_panels(values, FIG1, FIG1_METRICS, sample=True)
     path = F.bar_panels(panels, f"{PAPER} Fig. 1a-b on {d}", s.figure("fig1ab", d),
                         caption="bars: mean over seeds; error bars: ±1 std over the test samples (as the paper); "
                                 "dots: the seeds")

@@ -292,6 +292,22 @@ def ordering_line(pairs: list[tuple[str, float, float]], better: str | None) -> 
                           else ".")
 
 
+def metric_panels(values: dict, bars: list[tuple[str, str]], metrics: list[str], *, sample: bool = False,
+                  zoom: tuple[str, ...] = ()) -> list[dict]:
+    """figures.bar_panels' panels, one a metric: a bar a (label, model) of `bars` at its mean over
+    seeds, error bars ±1 std over the test samples (sample) or over seeds, the seeds as dots.
+    values: (model, metric) -> Value."""
+    panels = []
+    for metric in metrics:
+        vs = [values[(m, metric)] for _, m in bars]
+        panels.append({"title": C.METRICS[metric].label.split(" (")[0], "ylabel": C.METRICS[metric].label,
+                       "labels": [name for name, _ in bars], "better": C.METRICS[metric].better,
+                       "means": [v.mean if v.ok else None for v in vs],
+                       "errors": [v.sample_std if sample else v.std for v in vs],
+                       "dots": [v.finite for v in vs], "zoom": metric in zoom})
+    return panels
+
+
 def claims_table(paper: str, verdicts: list[Verdict]) -> Table:
     """The claims of one paper and their verdicts on this run."""
     t = Table(f"**Claims ({paper}).** Each claim of sae/report/claims.csv as the paper states it, and its verdict "

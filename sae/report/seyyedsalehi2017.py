@@ -5,7 +5,7 @@ from sae import catalog as C
 from sae.report import figures as F
 from sae.report.render import Table
 from sae.report.results import Ref
-from sae.report.section import Section
+from sae.report.section import Section, metric_panels
 
 PAPER = "seyyedsalehi2017"
 # Fig. 2: the compared models in the paper's names
@@ -38,12 +38,7 @@ def fig2(s: Section, d: str) -> None:
     s.table(t)
     if not any(v.ok for v in values.values()):
         return
-    panels = [{"title": C.METRICS[metric].label.split(" (")[0], "ylabel": C.METRICS[metric].label,
-               "labels": [name for name, _ in FIG2], "better": C.METRICS[metric].better,
-               "means": [values[(m, metric)].mean if values[(m, metric)].ok else None for _, m in FIG2],
-               "errors": [values[(m, metric)].std for _, m in FIG2],
-               "dots": [values[(m, metric)].finite for _, m in FIG2], "zoom": metric == "logreg_accuracy"}
-              for metric in FIG2_METRICS]
+    panels = metric_panels(values, FIG2, FIG2_METRICS, zoom=("logreg_accuracy",))
     path = F.bar_panels(panels, f"{PAPER} Fig. 2a-d on {d}", s.figure("fig2", d),
                         caption="bars: mean over seeds; error bars: ±1 std over seeds; dots: the seeds")
     s.doc.image(path, f"{PAPER} Fig. 2a-d on {d}")
