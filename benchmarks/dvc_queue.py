@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.fresh_copy import fresh_copy  # noqa: E402
 
 
 def sh(args, cwd, env=None):
@@ -31,14 +33,8 @@ def dvc(*args, cwd, env=None):
 
 
 def prepare(dest: Path) -> None:
-    files = sh(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
+    fresh_copy(dest)
     sh([sys.executable, "-m", "sae.config", "scale=tiny"], dest)
-    sh(["git", "init", "-q"], dest)
     sh(["git", "add", "-A"], dest)
     sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "tiny"], dest)
     dvc("repro", cwd=dest)

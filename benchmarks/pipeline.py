@@ -15,7 +15,6 @@ import collections
 import io
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.fresh_copy import fresh_copy  # noqa: E402
 EMPTY_STAGE = "from sae.cli import run_stage; run_stage(lambda params, args: None, [])"
 IMPORT_STAGE = ("from sae.cli import run_stage, stage_device; "
                 "run_stage(lambda params, args: stage_device(params), [])")  # + torch, as every model stage
@@ -111,17 +112,7 @@ def main(argv=None):
     if args.full:
         with tempfile.TemporaryDirectory() as tmp:
             dest = Path(tmp) / "repo"
-            files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                                   text=True, check=True)
-            for name in files.stdout.split():
-                if (ROOT / name).is_file():
-                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(ROOT / name, dest / name)
-            (dest / "dvc.lock").unlink(missing_ok=True)
-            subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-            subprocess.run(["git", "add", "-A"], cwd=dest, check=True)  # dvclive needs a commit to start
-            subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
-                            "bench"], cwd=dest, check=True)
+            fresh_copy(dest, "bench")  # dvclive needs a commit to start
             total, stages = repro_by_stage(dest)
             show("dvc repro, default params, from scratch", [total])
             show_stages(stages)

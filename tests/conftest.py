@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fresh_copy import fresh_copy as copy_repo
+
 
 def pytest_configure(config):
     """Under pytest-xdist the workers divide the cores: torch in each worker, and the stage
@@ -150,19 +152,6 @@ def dvc(*args, cwd, check=True, env=None):
 
 def git(*args, cwd):
     return run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd)
-
-
-def copy_repo(dest: Path) -> Path:
-    """The project's files (tracked, and untracked ones git does not ignore) in a fresh git repo."""
-    import shutil
-    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    git("init", "-q", cwd=dest)
-    return dest
 
 
 @pytest.fixture(scope="session")
