@@ -1,8 +1,8 @@
 """SGD with momentum and Adam, written with public tensor operations.
 
-Why not torch.optim: constructing a torch.optim optimizer imports its dynamo compiler (0.9-1.3 s
-here), and every DVC stage is a new process, so each train/evaluate/finetune/sweep stage
-would pay that second. The updates below are torch's documented algorithms, operation for
+Why not torch.optim: constructing a torch.optim optimizer imports its dynamo compiler, and
+every DVC stage is a new process, so each train/evaluate/finetune/sweep stage would pay that
+import (README: Benchmarks). The updates below are torch's documented algorithms, operation for
 operation: bit-identical to torch.optim.SGD and Adam with foreach=False (tests/test_optim.py).
 SGD also captures into a CUDA graph (no value changes between its steps but the tensors).
 

@@ -4,7 +4,7 @@ exit, one line naming the key, no stage ran but the check, and no output changed
 import pytest
 import yaml
 
-from tests.conftest import dvc
+from tests.conftest import compose_params, copy_repo, dvc, git
 from tests.test_config import edited
 from tests.test_pipeline import digest, ran
 
@@ -46,12 +46,23 @@ CASES = [  # (params path, value, a part of the one line)
 ]
 
 
+# A few stages of every kind: outputs a late validation would let DVC remove, without the whole
+# tiny run (this module then runs beside the tests that share it).
+REPRODUCED = ("evaluate-makhzani2014@optdigits-ksparse", "finetune-amini2018@optdigits-l1prox",
+              "sweep-arpit2016@optdigits-cae")
+
+
 @pytest.fixture(scope="module")
-def checked_repo(tiny_repo):
-    dest, _ = tiny_repo
+def checked_repo(tmp_path_factory):
+    dest = copy_repo(tmp_path_factory.mktemp("checked"))
+    (dest / "params.yaml").write_text(compose_params(dest, "scale=tiny"))
+    git("add", "-A", cwd=dest)
+    git("commit", "-qm", "tiny", cwd=dest)
+    dvc("repro", *REPRODUCED, cwd=dest)
     text = (dest / "params.yaml").read_text()
-    yield dest, yaml.safe_load(text), digest(dest, *OUTPUTS)
-    (dest / "params.yaml").write_text(text)
+    before = digest(dest, *OUTPUTS)
+    assert all((dest / d).is_dir() for d in ("models", "metrics", "sweeps", "data/prepared", "checks"))
+    yield dest, yaml.safe_load(text), before
 
 
 def _repro_fails(dest, before):

@@ -207,7 +207,7 @@ def stratified_split(
     first from all rows, then the validation set (n_val rows) from the rest;
     train is what remains. Each returned array is sorted, int64.
     """
-    from sklearn.model_selection import train_test_split  # 1.3 s of imports: only prepare@D splits
+    from sklearn.model_selection import train_test_split  # a slow import: only prepare@D splits
 
     y = np.asarray(y)
     n = y.shape[0]

@@ -55,8 +55,8 @@ def kept_units(z, k: int, sorted: bool = False):
     002 sec. 2.2: Gamma = supp_k(W^T x + b); sorted=True orders each row largest first.
 
     On the CPU the selection runs on int32 keys that order like the floats: topk's integer
-    comparator skips the float one's NaN checks (0.92 -> 0.70 ms at 256 x 1000, k=25). On
-    CUDA the float radix select is faster than the extra passes (0.017 vs 0.044 ms).
+    comparator skips the float one's NaN checks, which is faster (README: Benchmarks). On
+    CUDA the float radix select is faster than the extra passes.
     """
     if z.is_cuda:
         return z.topk(k, dim=1, sorted=sorted)
@@ -73,11 +73,10 @@ def kept_unit_dots(grad, weight, unit, offsets, sample, *, private: bool = True)
     """g_i = grad[sample_i] . weight[unit_i] for every kept (sample, slot) pair i; (P,).
 
     grad (R,D), weight (U,D), unit / sample (P,), offsets (R,) (bag starts of the pairs).
-    The private aten kernel computes the P dot products without gathering P rows of D: a whole
-    k-sparse step at batch 100, 784 -> 1000, k = 25 takes 2.6 ms with it and 4.2-4.8 ms with the
-    public fallback on 2 CPU threads (`benchmarks/train_step.py --batch 100 [--public]`). The
-    fallback, two index_selects, is the same arithmetic (tests check they agree) and runs
-    wherever a torch release drops or changes the kernel.
+    The private aten kernel computes the P dot products without gathering P rows of D, which
+    makes a whole k-sparse step clearly faster on the CPU (`benchmarks/train_step.py [--public]`,
+    README: Benchmarks). The fallback, two index_selects, is the same arithmetic (tests check
+    they agree) and runs wherever a torch release drops or changes the kernel.
     """
     kernel = _private_dots() if private else None
     if kernel is not None:
