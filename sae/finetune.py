@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sae import catalog, metrics, stats
+from sae.errors import TrainingError
 from sae.models.core import Autoencoder, Raw
 from sae.models.corruption import Denoising, Dropout, inverted_dropout
 from sae.optim import make_optimizer
@@ -30,10 +31,6 @@ from sae.train import batches, learning_rate
 log = logging.getLogger(__name__)
 
 PHASES = ("softmax", "second layer + softmax", "all layers")  # 002 sec. 4.6
-
-
-class Diverged(Exception):
-    """Fine-tuning diverged for every model of the batch."""
 
 
 def layer_forward(layer: Autoencoder, x: torch.Tensor, streams) -> torch.Tensor:
@@ -86,7 +83,7 @@ def train(net: Network, params: list[torch.nn.Parameter], x: torch.Tensor, y: to
     """SGD with momentum (or Adam) on `params` only (the rest stay fixed): batch-mean
     cross-entropy + weight_decay * sum ||W||^2 of the trained weight matrices, per model; the
     rate goes linearly from lr to final_lr (002 sec. 4.2.2). Returns the (G,) bool mask of the
-    models still finite (a diverged model stops learning; Diverged if none is left)."""
+    models still finite (a diverged model stops learning; TrainingError if none is left)."""
     G = net.head_W.shape[0]
     alive = torch.ones(G, dtype=torch.bool, device=x.device) if alive is None else alive.clone()
     if epochs == 0 or not params:
@@ -122,7 +119,7 @@ def train(net: Network, params: list[torch.nn.Parameter], x: torch.Tensor, y: to
                 loss_sum += loss.detach()
             alive &= torch.isfinite(loss_sum)  # one host read per epoch, below
             if not bool(alive.any()):
-                raise Diverged(f"loss became non-finite at epoch {epoch} for every seed")
+                raise TrainingError(f"loss became non-finite at epoch {epoch} for every seed")
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -152,7 +149,7 @@ def best_on_validation(run, lrs, seeds, what: str) -> dict:
     for lr in lrs:
         try:
             t, v, arch = run(lr)
-        except Diverged as exc:
+        except TrainingError as exc:  # this rate diverged for every seed: try the next
             log.info("%s, lr %g: %s", what, lr, exc)
             continue
         for g in range(G):
