@@ -43,14 +43,20 @@ def test_gibbs_sampling_is_reproducible_under_the_seed():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@torch.no_grad()
+def val_recon(rbm, val) -> float:
+    """Mean reconstruction error of the first model's mean-field reconstruction of val (N,D)."""
+    return float(metrics.reconstruction_error(val, rbm.decode(rbm.encode(val))[0]).mean())
+
+
 @pytest.fixture(scope="module")
 def trained_on_mnist5k(tmp_path_factory):
     d = tensors(prepared_dir(tmp_path_factory, "mnist5k"))
     rbm = build("rbm", 784, 500, n_models=1, generators=init_generators([0]))
     val = d["x_val"][:500]
-    before = float(metrics.reconstruction_error(val, rbm.decode(rbm.encode(val))[0]).mean())
+    before = val_recon(rbm, val)
     result = fit(rbm, d["x_train"], val, epochs=5, batch=50, lr=0.1, momentum=0.5, seeds=[0], progress=False)
-    after = float(metrics.reconstruction_error(val, rbm.decode(rbm.encode(val))[0]).mean())
+    after = val_recon(rbm, val)
     return d, rbm, result, before, after
 
 
@@ -78,7 +84,7 @@ def test_gaussian_visible_units_reconstruct_standardised_inputs(tmp_path_factory
     d = tensors(prepared_dir(tmp_path_factory, "optdigits"), "standardize")
     rbm = build("rbm", 64, 100, visible="gaussian", generators=init_generators([0]))
     val = d["x_val"]
-    err = lambda: float(metrics.reconstruction_error(val, rbm.decode(rbm.encode(val))[0]).mean())  # noqa: E731
+    err = lambda: val_recon(rbm, val)  # noqa: E731
     before = err()
     fit(rbm, d["x_train"], val, epochs=20, batch=20, lr=0.005, momentum=0.9, seeds=[0], progress=False)
     assert err() < 0.6 * before and err() < 0.7  # the inputs have unit variance per dimension
