@@ -134,11 +134,13 @@ def compose_params(root: Path, *overrides: str) -> str:
 
 
 def run(args, cwd, check=True, env=None):
-    """A subprocess in `cwd` with this interpreter's tools first on PATH and the copy's code importable."""
+    """A subprocess in `cwd` with this interpreter's tools first on PATH and the copy's code importable;
+    `env` adds variables, or removes those it maps to None."""
     import subprocess
     import sys
     full = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd), **(env or {}))
+    full = {k: v for k, v in full.items() if v is not None}
     proc = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -75,7 +75,8 @@ def test_two_queued_experiments_run_on_two_workers_that_divide_the_cores(machine
     for name, value in (("q1", 0.0007), ("q2", 0.0009)):  # values no other test ran (no run-cache hit)
         dvc("exp", "run", "--queue", "-n", name, "-S", "scale=tiny", "-S", f"{KNOB}={value}", cwd=q)
     try:
-        dvc("queue", "start", "-j", "2", cwd=q)
+        # without the SAE_WORKERS that xdist sets, so the stages must count the queue workers themselves
+        dvc("queue", "start", "-j", "2", cwd=q, env={"SAE_WORKERS": None})
         status = _wait_for_queue(q)
     finally:
         dvc("queue", "stop", cwd=q, check=False)
