@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 PHASES = ("softmax", "second layer + softmax", "all layers")  # 002 sec. 4.6
 
 
-def layer_forward(layer: Autoencoder, x: torch.Tensor, streams) -> torch.Tensor:
+def layer_forward(layer: Autoencoder, x: torch.Tensor, streams, keep_regulariser: bool = True) -> torch.Tensor:
     """One pretrained layer (G models) as a classifier layer, with its pretraining regulariser in
-    training mode (002 sec. 4.5); x (G,B,D) or shared (B,D) -> (G,B,M)."""
-    train = layer.training
+    training mode when keep_regulariser (002 sec. 4.5); x (G,B,D) or shared (B,D) -> (G,B,M)."""
+    train = layer.training and keep_regulariser
     if train and isinstance(layer, Denoising):
         x = layer.corrupt(x if x.dim() == 3 else x.expand(layer.n_models, *x.shape), streams)
     if train and isinstance(layer, Dropout) and layer.p_input:
@@ -56,16 +56,17 @@ class Network(torch.nn.Module):
     """G networks x -> layer_1 -> ... -> layer_L -> softmax layer (logits (G,B,C)). Layers are
     autoencoder batches of G models."""
 
-    def __init__(self, layers: list[Autoencoder], n_classes: int):
+    def __init__(self, layers: list[Autoencoder], n_classes: int, keep_regulariser: bool = True):
         super().__init__()
         self.layers = torch.nn.ModuleList(layers)
+        self.keep_regulariser = keep_regulariser
         G, width = layers[0].n_models, layers[-1].hidden
         self.head_W = torch.nn.Parameter(torch.zeros(G, width, n_classes))  # the softmax starts at zero
         self.head_b = torch.nn.Parameter(torch.zeros(G, n_classes))
 
     def forward(self, x, streams=None):
         for layer in self.layers:
-            x = layer_forward(layer, x, streams)
+            x = layer_forward(layer, x, streams, self.keep_regulariser)
         return torch.baddbmm(self.head_b.unsqueeze(1), x, self.head_W)
 
     def head(self) -> list[torch.nn.Parameter]:
@@ -167,7 +168,7 @@ def _nan_to_dead(values: torch.Tensor, alive: torch.Tensor) -> list[float]:
 def run_network(layers, trained, data, n_classes, cfg, seeds, lr, epochs_by_phase) -> tuple:
     """Train Network(layers) in phases (each: the params to train, epochs); (test, val, arch)."""
     device = data["x_train"].device
-    net = Network(layers, n_classes).to(device)
+    net = Network(layers, n_classes, cfg.keep_regulariser).to(device)
     alive = None
     for params, epochs in zip(trained(net), epochs_by_phase):
         alive = train(net, params, data["x_train"], data["y_train"], seeds=seeds, epochs=epochs, alive=alive,
@@ -182,7 +183,7 @@ def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, s
     the first layer's loop settings (`epochs` when given) on the first layer's codes (each model
     on its own)."""
     from sae.models import build
-    from sae.train import fit_loop
+    from sae.train import ConvergenceRule, fit_loop
     from sae.config.schema import Loop
     layer1.eval()
     with torch.no_grad():
@@ -199,8 +200,10 @@ def second_layer(layer1: Autoencoder, hparams: dict, data: dict, hidden2: int, s
     loop = Loop.model_validate(hparams["loop"])
     if epochs:
         loop = loop.model_copy(update={"epochs": epochs})
+    rule = hparams.get("stop_rule")  # the second layer stops as the first one did
     fit_loop(layer2, loop, codes_tr, codes_va, seeds=seeds, progress=False,
-             name=f"{hparams['dataset']}/{hparams['model']}/layer2")
+             name=f"{hparams['dataset']}/{hparams['model']}/layer2",
+             stop_at=None if rule is None else ConvergenceRule(**rule))
     with torch.no_grad():  # a diagnostic: a collapsed second layer (e.g. every unit at rho) shows here
         threshold = catalog.activation_threshold(layer2.activation)
         dead = metrics.dead_fraction(layer2.features(codes_va), threshold)

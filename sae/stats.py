@@ -74,20 +74,27 @@ def compare(a, b, better: str, level: float) -> Comparison:
     return Comparison(verdict, diff, p, t, (len(a), len(b)))
 
 
-def relative_change(curve: list[float], window: float) -> float | None:
-    """|v_end - v_start| / |v_end| over the last `window` fraction of a per-epoch curve
-    (at least two epochs); None when the curve is too short or not finite."""
+def convergence_span(n: int, window: float, min_epochs: int = 1) -> int:
+    """Epochs the convergence test looks back over on a curve of n epochs: the last `window`
+    fraction of them, and never fewer than min_epochs."""
+    return max(min_epochs, int(math.ceil(window * n)))
+
+
+def relative_change(curve: list[float], window: float, min_epochs: int = 1) -> float | None:
+    """|v_end - v_start| / |v_end| over the last `window` fraction of a per-epoch curve (at least
+    min_epochs epochs back); None when the curve is too short for that span or not finite."""
     values = _finite(curve)
-    if len(values) < 2 or len(values) != len(curve):
+    span = convergence_span(len(values), window, min_epochs)
+    if len(values) < span + 1 or len(values) != len(curve):
         return None
-    span = max(1, int(math.ceil(window * len(values))))
     start, end = values[-span - 1], values[-1]
     if end == 0:
         return 0.0 if start == 0 else math.inf
     return abs(end - start) / abs(end)
 
 
-def converged(curve: list[float], window: float, tolerance: float) -> bool | None:
-    """True when the curve moved by less than `tolerance` (relative) over its last `window`."""
-    change = relative_change(curve, window)
+def converged(curve: list[float], window: float, tolerance: float, min_epochs: int = 1) -> bool | None:
+    """True when the curve moved by less than `tolerance` (relative) over its last `window`
+    (at least min_epochs epochs); None when it is too short to tell."""
+    change = relative_change(curve, window, min_epochs)
     return None if change is None else change < tolerance

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from sae import catalog, metrics
+from sae import catalog, metrics, stats
 from sae.errors import ParamError, TrainingError
 from sae.optim import make_optimizer
 from sae.rng import Streams
@@ -68,6 +68,25 @@ def _load_checkpoint(path: Path, device) -> dict | None:
 class FitResult:
     history: list[dict] = field(default_factory=list)   # one row per epoch; per-model values are lists
     diverged: list[bool] = field(default_factory=list)  # per model (on_divergence="mask")
+    stopped_early: bool = False  # every model met the convergence rule before the epoch cap
+
+
+@dataclass(frozen=True)
+class ConvergenceRule:
+    """When a model has converged (sae.stats.converged on its val_recon curve): the relative change
+    over the last `window` of its epochs, and at least `min_epochs`, stays under `tolerance`."""
+    window: float
+    tolerance: float
+    min_epochs: int
+
+    def met(self, history: list[dict], schedule_end: int, diverged: list[bool]) -> bool:
+        """True when every model that has not diverged has converged, judged on epochs after
+        schedule_end only (a stop never cuts a k, alpha or sigma schedule short)."""
+        n = len(history)
+        if n - schedule_end < stats.convergence_span(n, self.window, self.min_epochs) + 1 or all(diverged):
+            return False
+        return all(d or stats.converged([row["val_recon"][g] for row in history], self.window, self.tolerance,
+                                        self.min_epochs) for g, d in enumerate(diverged))
 
 
 def batches(x: torch.Tensor, streams: Streams, rows: torch.Tensor) -> torch.Tensor:
@@ -84,7 +103,8 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
         optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, schedule: str = "constant",
         final_lr: float = 0.001, checkpoint: Path | None = None, checkpoint_every: int = 0,
         fingerprint: str = "", on_epoch: Callable[[dict], None] | None = None, name: str = "model",
-        progress: bool = True, cuda_graph: bool = True, on_divergence: str = "raise") -> FitResult:
+        progress: bool = True, cuda_graph: bool = True, on_divergence: str = "raise",
+        stop_at: ConvergenceRule | None = None) -> FitResult:
     """Train the G models of `model` in place on x_train ((N,D) shared, or (G,N,D) one per model).
 
     seeds: the seed of each model (sae.models.batch.Layout.model_seeds). x_val (n,D): the fixed
@@ -95,6 +115,8 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     on_divergence: "raise" a TrainingError naming `name`, the model and the epoch when a loss
     becomes NaN/inf, or "mask": record it in FitResult.diverged and train the others on.
     cuda_graph: on CUDA, replay each epoch's full batches from one captured graph.
+    stop_at: end training before `epochs` once every model meets this convergence rule (a
+    declared reduction of a scale; `epochs` is then a cap).
     """
     if schedule not in catalog.SCHEDULES:
         raise ParamError(f"schedule={schedule!r}: allowed: {', '.join(catalog.SCHEDULES)}")
@@ -190,17 +212,34 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
                                               "noise": noise.get_state(), "epoch": epoch,
                                               "history": result.history, "diverged": result.diverged,
                                               "fingerprint": fingerprint})
+            if stop_at is not None and epoch + 1 < epochs and \
+                    stop_at.met(result.history, model.schedule_end(epochs), result.diverged):
+                result.stopped_early = True
+                log.info("%s: every model converged after %d of %d epochs; stopping", name, epoch + 1, epochs)
+                break
     finally:
         if bar is not None:
             bar.close()  # a bar left open would glue the next line (an error message) to itself
+    if result.history:
+        model.on_train_end(len(result.history) - 1, epochs)
     model.eval()
     if checkpoint is not None and checkpoint.is_file():
         checkpoint.unlink()
     return result
 
 
-def fit_loop(model, loop, x_train: torch.Tensor, x_val: torch.Tensor, *, seeds, **fit_kwargs) -> FitResult:
+def stop_rule(loop, statistics) -> ConvergenceRule | None:
+    """The rule a loop (sae.config.schema.Loop) stops by: statistics' convergence rule when
+    loop.stop_at_convergence, else None (train every epoch)."""
+    if not loop.stop_at_convergence:
+        return None
+    return ConvergenceRule(statistics.convergence_window, statistics.convergence_tolerance,
+                           statistics.convergence_min_epochs)
+
+
+def fit_loop(model, loop, x_train: torch.Tensor, x_val: torch.Tensor, *, seeds,
+             stop_at: ConvergenceRule | None = None, **fit_kwargs) -> FitResult:
     """fit() with the settings of a resolved sae.config.schema.Loop."""
     return fit(model, x_train, x_val, epochs=loop.epochs, batch=loop.batch, seeds=seeds,
                optimizer=loop.optimizer, lr=loop.lr, momentum=loop.momentum, schedule=loop.schedule,
-               final_lr=loop.final_lr, checkpoint_every=loop.checkpoint_every, **fit_kwargs)
+               final_lr=loop.final_lr, checkpoint_every=loop.checkpoint_every, stop_at=stop_at, **fit_kwargs)

@@ -1,5 +1,6 @@
 """train-<paper>@D-M: model M of a paper's protocol on prepared dataset D, every seed (and k)
 as one batch -> model.pt, hparams.json, stages.pt and per-epoch curves (dvclive) in OUT_DIR."""
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,12 +23,14 @@ def main(params, args):
     from sae.models.batch import layout
     from sae.provenance import code_fingerprint
     from sae.rng import init_generators
-    from sae.train import fit_loop
+    from sae.train import fit_loop, stop_rule
 
     device = stage_device(params)
     data, meta = prepared.read_tensors(Path(data_dir), cfg.loop.input, device)
     lay = layout(cfg.id, cfg.options, params.seeds)
-    hparams = {**cfg.hparams(params.seeds, meta["dim"]), "variants": list(lay.variants)}
+    rule = stop_rule(cfg.loop, params.statistics)  # epochs is a cap when set (a declared reduction)
+    hparams = {**cfg.hparams(params.seeds, meta["dim"]), "variants": list(lay.variants),
+               "stop_rule": None if rule is None else dataclasses.asdict(rule)}
     opts = {k: v for k, v in cfg.options.items() if k != "k_sweep"}
     model = build(cfg.id, meta["dim"], cfg.loop.hidden, n_models=lay.n_models, per_model=lay.per_model(),
                   generators=init_generators(lay.model_seeds), **opts).to(device)
@@ -50,8 +53,9 @@ def main(params, args):
 
     result = fit_loop(model, cfg.loop, data["x_train"], data["x_val"][:VAL_PROBE], seeds=lay.model_seeds,
                       checkpoint=Path(checkpoint), fingerprint=fingerprint, on_epoch=log_epoch,
-                      name=f"{paper}/{dataset}/{name}")
+                      name=f"{paper}/{dataset}/{name}", stop_at=rule)
     live.end()
+    hparams["epochs_trained"] = len(result.history)  # below the cap when training stopped at convergence
     # weights at the end of each schedule stage (l1prox: 000 Fig. 1c); empty for other models
     store.save(out, model, hparams, snapshots=getattr(model, "snapshots", []))
     if result.history:

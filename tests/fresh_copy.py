@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMITTED_RESULTS = ("metrics", "reports", "sweeps")  # dvc.yaml's cache: false outputs
 
 
 def fresh_copy(dest: Path, message: str | None = None) -> Path:
@@ -16,6 +17,8 @@ def fresh_copy(dest: Path, message: str | None = None) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
     for name in files:
+        if name.split("/")[0] in COMMITTED_RESULTS:
+            continue  # the default run's results: a copy makes its own
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)

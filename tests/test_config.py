@@ -28,7 +28,7 @@ def compose(scale: str, *overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def embedded():
-    return compose("embedded")
+    return compose("quick")
 
 
 def edited(raw: dict, path: str, value) -> dict:
@@ -52,7 +52,7 @@ def test_every_scale_composes_to_a_valid_params_file(scale):
 def test_committed_params_yaml_is_the_default_composition():
     """`dvc repro` reads params.yaml; `dvc exp run` recomposes conf/: the two must agree, or the
     first experiment would silently change every default."""
-    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose("embedded")
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose("default")
 
 
 def test_every_dataset_has_prepare_settings_of_its_kind(embedded):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +14,11 @@ from sae.rng import Streams, init_generators
 from sae.train import fit
 from tests.test_classify import prepared_dir, tensors
 
-FAST = FinetuneSettings(epochs=3, deep_epochs=[2, 2, 6], batch=100, optimizer="sgd", lr=[0.1, 0.5], final_lr=0.001,
+FAST = FinetuneSettings(keep_regulariser=True, epochs=3, deep_epochs=[2, 2, 6], batch=100, optimizer="sgd", lr=[0.1, 0.5], final_lr=0.001,
                         momentum=0.9, weight_decay=0.0001, deep_hidden=25)
 LOOP = {"hidden": 100, "epochs": 3, "batch": 50, "input": "pixels", "optimizer": "sgd", "lr": 0.003,
-        "momentum": 0.9, "schedule": "constant", "final_lr": 0.001, "checkpoint_every": 0}
+        "momentum": 0.9, "schedule": "constant", "final_lr": 0.001, "checkpoint_every": 0,
+        "stop_at_convergence": False}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -157,3 +159,27 @@ def test_without_pretraining_only_for_the_listed_models(optdigits):
     assert "without_pretraining" in r["none"]["skipped"] and r["shallow"]["test_accuracy"]["mean"] is not None
     r = finetune.finetune(model, hp, optdigits, n_classes=10, cfg=FAST, kinds=["none"], baseline=True, deep=False)
     assert 0.0 <= r["none"]["test_accuracy"]["mean"] <= 1.0
+
+
+def test_the_pretraining_noise_stays_on_in_fine_tuning_for_002_and_off_for_000():
+    """002 sec. 4.5 carries the regulariser into fine-tuning; 000 compares networks that "differ only in
+    pretraining method": its DenAE network fine-tunes on clean inputs."""
+    from sae.config import load
+    from sae.config.protocol import finetune_settings
+    from sae.rng import Streams
+    params = load(Path(__file__).resolve().parent.parent / "params.yaml")
+    assert finetune_settings(params, "makhzani2014", "mnist").keep_regulariser is True
+    assert finetune_settings(params, "amini2018", "mnist").keep_regulariser is False
+    dae = build("dae", 64, 16, n_models=2, generators=init_generators([0, 1]), corruption="gaussian", level=0.25)
+    x = torch.rand(8, 64)
+    streams = Streams([0, 1], x.device, "noise")
+    with torch.no_grad():
+        clean_codes = dae.eval().features(x.expand(2, 8, 64))
+        dae.train()
+        assert not torch.allclose(finetune.layer_forward(dae, x, streams, True), clean_codes)
+        assert torch.equal(finetune.layer_forward(dae, x, streams, False), clean_codes)
+        for keep in (True, False):
+            net = finetune.Network([dae], 10, keep_regulariser=keep)
+            net.head_W.normal_()
+            same = torch.equal(net.train()(x, streams), net.eval()(x))
+            assert same is not keep

@@ -108,10 +108,11 @@ def test_an_rbm_fine_tunes_shallow_and_as_a_dbn(tmp_path_factory):
     rbm = build("rbm", 64, 50, n_models=2, generators=init_generators([0, 1]))
     fit(rbm, d["x_train"], d["x_val"], epochs=5, batch=20, lr=0.1, momentum=0.5, seeds=[0, 1], progress=False)
     loop = {"hidden": 50, "epochs": 3, "batch": 20, "input": "pixels", "optimizer": "sgd", "lr": 0.1,
-            "momentum": 0.5, "schedule": "constant", "final_lr": 0.001, "checkpoint_every": 0}
+            "momentum": 0.5, "schedule": "constant", "final_lr": 0.001, "checkpoint_every": 0,
+        "stop_at_convergence": False}
     hp = {"dataset": "optdigits", "model": "rbm", "id": "rbm", "seeds": [0, 1], "in_dim": 64, "loop": loop,
           "options": {"visible": "bernoulli"}}
-    cfg = FinetuneSettings(epochs=5, deep_epochs=[2, 2, 5], batch=50, optimizer="sgd", lr=[0.5], final_lr=0.01,
+    cfg = FinetuneSettings(keep_regulariser=True, epochs=5, deep_epochs=[2, 2, 5], batch=50, optimizer="sgd", lr=[0.5], final_lr=0.01,
                            momentum=0.9, weight_decay=0.0)
     r = finetune.finetune(rbm, hp, d, n_classes=10, cfg=cfg, kinds=["shallow", "deep"], baseline=False, deep=True)
     assert r["shallow"]["test_accuracy"]["mean"] > 0.8 and r["deep"]["test_accuracy"]["mean"] > 0.5

@@ -138,7 +138,7 @@ def test_diverging_loss_stops_with_the_run_model_and_epoch():
 
 def test_a_diverged_model_of_a_batch_is_masked_and_the_others_train_on():
     x, xv = _toy()
-    model = build("ae", 12, 8, activation="linear", n_models=2)
+    model = build("ae", 12, 8, activation="linear", n_models=2, generators=init_generators([0, 1]))
     with torch.no_grad():
         model.W[1].mul_(1e6)  # model 1 blows up at once
     result = fit(model, x, xv, epochs=3, batch=32, lr=0.05, seeds=[0, 1], progress=False, on_divergence="mask")
@@ -170,12 +170,12 @@ def test_device_auto_is_cpu_without_cuda_and_cuda_is_refused():
 
 @pytest.fixture(scope="module")
 def embedded():
-    """The default (embedded) protocol, composed from conf/ as `dvc exp run` would."""
+    """The quick (stand-in) protocol, composed from conf/ as `dvc exp run` would."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from sae.config import validate
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=["scale=embedded"])
+        cfg = compose(config_name="config", overrides=["scale=quick"])
     return validate(OmegaConf.to_container(cfg, resolve=True))
 
 
@@ -272,4 +272,21 @@ def test_loaded_config_resolves_every_model_of_the_default_protocol(embedded):
     assert MODEL_IDS and embedded.makhzani2014.datasets == ["mnist5k"]
     cfg = run_config(embedded, "makhzani2014", "mnist5k", "ksparse")
     assert (cfg.loop.hidden, cfg.options["k"], cfg.options["alpha"]) == (1000, 25, 3.0)
-    assert load(ROOT / "params.yaml").scale in ("embedded", "tiny")
+    assert load(ROOT / "params.yaml").scale in ("default", "tiny")
+
+
+def test_training_stops_once_every_seed_meets_the_convergence_rule_and_not_inside_a_schedule():
+    from sae.train import ConvergenceRule
+    x, xv = _toy()
+    loose = ConvergenceRule(window=0.1, tolerance=0.5, min_epochs=3)  # met as soon as 4 epochs exist
+    capped = _train("ae", x, xv, seeds=(0, 1), epochs=30, stop_at=loose)[1]
+    assert capped.stopped_early and len(capped.history) == 4
+    full = _train("ae", x, xv, seeds=(0, 1), epochs=30)[1]
+    assert not full.stopped_early and len(full.history) == 30
+    assert capped.history == full.history[:4]  # the same epochs until the stop
+    never = ConvergenceRule(window=0.1, tolerance=1e-12, min_epochs=3)
+    assert len(_train("ae", x, xv, seeds=(0,), epochs=8, stop_at=never)[1].history) == 8
+    # k-sparse: k falls over the first half of the cap; the stop waits for the final k
+    opts = {"k": 2, "k_start": 8, "alpha": 1, "tied": True, "activation": "linear", "decoder": "linear"}
+    ks_model, ks = _train("ksparse", x, xv, seeds=(0,), epochs=20, stop_at=loose, model=opts)
+    assert ks_model.schedule_end(20) == 10 and len(ks.history) == 14 and ks.history[-1]["k"] == 2

@@ -104,6 +104,9 @@ class LoopLayer(Strict):
     schedule: Optional[Schedule] = Field(None, description="constant, or linear from lr to final_lr")
     final_lr: Optional[PosFloat] = None
     checkpoint_every: Optional[NonNegInt] = Field(None, description="epochs between checkpoints (0: none)")
+    stop_at_convergence: Optional[bool] = Field(None, description="end training before `epochs` (then a cap) once "
+                                                                  "every seed meets the convergence rule of "
+                                                                  "`statistics`; a declared reduction")
 
 
 class Loop(Strict):
@@ -118,6 +121,7 @@ class Loop(Strict):
     schedule: Schedule
     final_lr: PosFloat
     checkpoint_every: NonNegInt
+    stop_at_convergence: bool
 
 
 LOOP_KEYS = tuple(Loop.model_fields)
@@ -270,6 +274,7 @@ class Statistics(Strict):
                                                      "the validation reconstruction is compared")
     convergence_tolerance: PosFloat = Field(description="relative change over that window under which a model "
                                                         "counts as converged")
+    convergence_min_epochs: PosInt = Field(description="the window spans at least this many epochs")
 
 
 # ---------------------------------------------------------------- paper protocols
@@ -290,6 +295,9 @@ class FinetuneLayer(Strict):
                                                             "(002 sec. 4.6)")
     layer2_epochs: Optional[PosInt] = Field(None, description="epochs of the second layer's greedy pre-training; "
                                                               "unset = the first layer's (002 sec. 4.6)")
+    keep_regulariser: Optional[bool] = Field(None, description="the pre-training regulariser (input noise, "
+                                                               "dropout) stays on while fine-tuning (002 sec. 4.5)"
+                                                               "; off: the networks differ only in their weights")
 
     @field_validator("deep_epochs")
     @classmethod
@@ -312,6 +320,7 @@ class FinetuneSettings(Strict):
     weight_decay: NonNegFloat
     deep_hidden: Optional[PosInt] = None
     layer2_epochs: Optional[PosInt] = None
+    keep_regulariser: bool
 
 
 class Finetune(Strict):

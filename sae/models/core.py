@@ -69,6 +69,16 @@ def per_model_value(value, n_models: int):
     return value
 
 
+def final_from(value_at, n_epochs) -> int:
+    """The first 0-based epoch e with value_at(e') equal to value_at(n_epochs - 1) for every e' >= e."""
+    def same(a, b):
+        return bool(torch.equal(a, b)) if isinstance(a, torch.Tensor) else a == b
+    final, e = value_at(n_epochs - 1), n_epochs - 1
+    while e > 0 and same(value_at(e - 1), final):
+        e -= 1
+    return e
+
+
 class Autoencoder(torch.nn.Module):
     """G plain autoencoders (000 AE / 001 RAE); subclasses change penalty() or objective().
 
@@ -184,6 +194,15 @@ class Autoencoder(torch.nn.Module):
 
     def on_epoch_end(self, epoch, n_epochs):
         """Hook after each trained epoch (0-based; not called for epochs replayed from a checkpoint)."""
+
+    def on_train_end(self, epoch, n_epochs):
+        """Hook after the last trained epoch (0-based), which is before n_epochs - 1 when training
+        stopped at convergence."""
+
+    def schedule_end(self, n_epochs) -> int:
+        """The first epoch from which the schedule (k, alpha, sigma) holds its final value: a stop at
+        convergence waits for it. 0 for models without a schedule."""
+        return 0
 
     def monitor(self, x_val, x_train) -> dict:
         """Model-specific per-epoch curves, each (G,), beyond sae.train.probe's (RBMs add theirs)."""

@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .core import ACTIVATION_FUNCTIONS, Autoencoder, per_model_value
+from .core import ACTIVATION_FUNCTIONS, Autoencoder, final_from, per_model_value
 
 
 def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
@@ -210,6 +210,9 @@ class KSparse(Autoencoder):
         kmax = k if isinstance(k, int) else int(k.max())
         recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, kmax, rank_keep(k, kmax, x.device))
         return recon, recon
+
+    def schedule_end(self, n_epochs) -> int:
+        return final_from(lambda e: sparsity_level(e, n_epochs, self.k, self.k_start), n_epochs)
 
     def on_epoch_start(self, epoch, n_epochs):
         self.k_now = sparsity_level(epoch, n_epochs, self.k, self.k_start)

@@ -7,7 +7,7 @@ minibatch form of eq. (5) with the paper's alpha = our alpha * (training rows / 
 """
 
 
-from .core import Autoencoder
+from .core import Autoencoder, final_from
 
 
 def soft_threshold(z, t):
@@ -44,6 +44,13 @@ class L1Prox(Autoencoder):
     def on_epoch_start(self, epoch, n_epochs):
         self.alpha = penalty_alpha(epoch, n_epochs, self.alpha0, self.f, self.T)
         return {"alpha": self.alpha}
+
+    def schedule_end(self, n_epochs) -> int:
+        return final_from(lambda e: penalty_alpha(e, n_epochs, self.alpha0, self.f, self.T), n_epochs)
+
+    def on_train_end(self, epoch, n_epochs):
+        if not self.snapshots or self.snapshots[-1]["epoch"] != epoch:  # stopped early, inside the last stage
+            self.snapshots.append({"epoch": epoch, "alpha": self.alpha, "W": self.W.detach().cpu().clone()})
 
     def on_epoch_end(self, epoch, n_epochs):
         """Keep the encoder weights W (G,M,D) at the end of each alpha stage (000 Fig. 1c) in

@@ -1,6 +1,6 @@
 """PSAE (001 sec. III-C): squared smoothed-L0 sparsity, lambda on reconstruction, GNC over sigma."""
 
-from .core import Autoencoder, reconstruction_error
+from .core import Autoencoder, final_from, reconstruction_error
 from .penalties import smoothed_l0_squared
 
 
@@ -27,6 +27,9 @@ class SL0Sq(Autoencoder):
         recon = reconstruction_error(x, self.decode(h))
         # 001 eq. (9): lambda weighs the reconstruction, (lam/(2N)) sum ||x - y||^2
         return self.penalty(x, h) + 0.5 * self.lam * recon, recon
+
+    def schedule_end(self, n_epochs) -> int:
+        return final_from(lambda e: gnc_sigma(e, n_epochs, self.sigmas), n_epochs)
 
     def on_epoch_start(self, epoch, n_epochs):
         self.sigma = gnc_sigma(epoch, n_epochs, self.sigmas)

@@ -49,8 +49,9 @@ def convergence(results: RunResults, paper: str, dataset: str, ref: Ref) -> Conv
     if not labels or any(c is None for c in curves):
         return Convergence(ref, None, (), (), f"no {CURVE} curves under {results.model_dir(paper, dataset, ref.name)}")
     values = [[v for _, v in c] for c in curves]
-    changes = tuple(stats.relative_change(v, st.convergence_window) for v in values)
-    flags = tuple(stats.converged(v, st.convergence_window, st.convergence_tolerance) for v in values)
+    changes = tuple(stats.relative_change(v, st.convergence_window, st.convergence_min_epochs) for v in values)
+    flags = tuple(stats.converged(v, st.convergence_window, st.convergence_tolerance, st.convergence_min_epochs)
+                  for v in values)
     return Convergence(ref, max(len(v) for v in values), changes, flags)
 
 

@@ -63,7 +63,8 @@ def header(ctx: Context) -> None:
         "significant in the claimed direction, does not hold when it is significant the other way, and is "
         "inconclusive otherwise; it is not measured when a number it needs is missing.",
         f"- Convergence: a seed has converged when its validation reconstruction moved by less than "
-        f"{st.convergence_tolerance:g} (relative) over the last {st.convergence_window:.0%} of its epochs.",
+        f"{st.convergence_tolerance:g} (relative) over the last {st.convergence_window:.0%} of its epochs "
+        f"(at least {st.convergence_min_epochs}).",
         "- A missing number is “—” with a footnote saying why.", "")
 
 

@@ -239,8 +239,10 @@ class Section:
         st = self.ctx.params.statistics
         self.add("### Convergence", "")
         t = Table(f"**Convergence ({self.paper}).** Relative change of each model's validation reconstruction "
-                  f"error over the last {st.convergence_window:.0%} of its epochs (mean ± std over seeds); a seed "
-                  f"counts as converged below {st.convergence_tolerance:g}. The per-epoch curves are DVC plots.",
+                  f"error over the last {st.convergence_window:.0%} of its epochs, at least "
+                  f"{st.convergence_min_epochs} (mean ± std over seeds); a seed counts as converged below "
+                  f"{st.convergence_tolerance:g}. Where this run's epochs are a cap (stop at convergence, a declared "
+                  f"reduction), training ended once every seed met that rule. The per-epoch curves are DVC plots.",
                   ["dataset", "model", "paper scale (epochs)", "this run (epochs)", "relative change", "converged"])
         for d, ds_refs in refs.items():
             for ref in ds_refs:
@@ -248,9 +250,18 @@ class Section:
                 if c.note == NOT_TRAINED:
                     continue
                 t.add(d, str(ref), self._paper_epochs(t, d, ref),
-                      c.epochs if c.epochs is not None else t.missing(c.note),
+                      self._run_epochs(d, ref, c.epochs) if c.epochs is not None else t.missing(c.note),
                       self._change(t, c), c.describe() if c.note is None else t.missing(c.note))
         self.table(t)
+
+    def _run_epochs(self, dataset: str, ref: Ref, trained: int) -> str:
+        """Epochs trained, with the cap when training could stop at convergence."""
+        hp, _ = self.r.hparams(self.paper, dataset, ref.name)
+        loop = (hp or {}).get("loop", {})
+        if not loop.get("stop_at_convergence"):
+            return str(trained)
+        cap = loop.get("epochs")
+        return f"{trained} of a cap of {cap}" + (" (stopped: converged)" if trained < cap else "")
 
     def _paper_epochs(self, t: Table, dataset: str, ref: Ref) -> str:
         from sae.config import protocol as P
