@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from sae import catalog, metrics, stats
-from sae.errors import ParamError, TrainingError
+from sae.errors import DataError, ParamError, TrainingError
 from sae.optim import make_optimizer
 from sae.rng import Streams
 
@@ -51,17 +51,27 @@ def probe(model, x_val: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save(state) behind a line with the sha256 of those bytes, written atomically."""
+    import hashlib
+    import io
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    tmp.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
     os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
 
 
-def _load_checkpoint(path: Path, device) -> dict | None:
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a truncated file from an old crash: start over
-        log.warning("%s: unreadable checkpoint (%s); starting over", path, type(exc).__name__)
-        return None
+def _load_checkpoint(path: Path, device) -> dict:
+    """The state _save_checkpoint wrote; DataError (one line) when its bytes fail their sha256."""
+    import hashlib
+    import io
+    data = path.read_bytes()
+    digest, _, payload = data.partition(b"\n")
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise DataError(f"{path}: damaged checkpoint (sha256 mismatch); delete it to train from the start")
+    return torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
 
 
 @dataclass
@@ -110,8 +120,9 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     seeds: the seed of each model (sae.models.batch.Layout.model_seeds). x_val (n,D): the fixed
     batch behind the per-epoch curves. The logged loss is the objective without weight decay
     (the optimiser applies that). checkpoint: written every `checkpoint_every` epochs and
-    resumed from when its `fingerprint` (hyper-parameters, data AND code) matches; removed at
-    the end. on_epoch: called with each epoch's row (also rows replayed from a checkpoint).
+    resumed from when its `fingerprint` (hyper-parameters, data AND code) matches, verified by
+    its sha256; also written after the last epoch, and left for the caller to remove once the
+    outputs are saved (a failed save never costs the training). on_epoch: called with each epoch's row (also rows replayed from a checkpoint).
     on_divergence: "raise" a TrainingError naming `name`, the model and the epoch when a loss
     becomes NaN/inf, or "mask": record it in FitResult.diverged and train the others on.
     cuda_graph: on CUDA, replay each epoch's full batches from one captured graph.
@@ -132,7 +143,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     start = 0
     if checkpoint is not None and checkpoint.is_file():
         state = _load_checkpoint(checkpoint, device)
-        if state is not None and state.get("fingerprint") == fingerprint:
+        if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             model.load_extra_state(state.get("extra", {}))
             opt.load_state_dict(state["optimizer"])
@@ -140,8 +151,11 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
             noise.set_state(state["noise"])
             result.history, start = state["history"], state["epoch"] + 1
             result.diverged = state.get("diverged", result.diverged)
-            log.info("%s: resuming from the checkpoint of epoch %d", name, start)
-        elif state is not None:
+            result.stopped_early = state.get("stopped_early", False)
+            if result.stopped_early or start >= epochs:
+                start = epochs  # the run had ended; only its outputs were not written
+            log.info("%s: resuming from the checkpoint of epoch %d", name, state["epoch"] + 1)
+        else:
             log.info("%s: ignoring a checkpoint of other hyper-parameters, data or code", name)
     for row in result.history:
         if on_epoch:
@@ -204,18 +218,19 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
             if bar is not None:
                 bar.set_postfix(loss=f"{sum(row['loss']) / G:.4g}")
                 bar.update(1)
-            if checkpoint is not None and checkpoint_every and (epoch + 1) % checkpoint_every == 0 \
-                    and epoch + 1 < epochs:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                _save_checkpoint(checkpoint, {"model": model.state_dict(), "extra": model.extra_state(),
-                                              "optimizer": opt.state_dict(), "order": order.get_state(),
-                                              "noise": noise.get_state(), "epoch": epoch,
-                                              "history": result.history, "diverged": result.diverged,
-                                              "fingerprint": fingerprint})
             if stop_at is not None and epoch + 1 < epochs and \
                     stop_at.met(result.history, model.schedule_end(epochs), result.diverged):
                 result.stopped_early = True
                 log.info("%s: every model converged after %d of %d epochs; stopping", name, epoch + 1, epochs)
+            last = result.stopped_early or epoch + 1 == epochs
+            # the last state too: a run whose outputs fail to save resumes at its end, not at epoch 0
+            if checkpoint is not None and (last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)):
+                _save_checkpoint(checkpoint, {"model": model.state_dict(), "extra": model.extra_state(),
+                                              "optimizer": opt.state_dict(), "order": order.get_state(),
+                                              "noise": noise.get_state(), "epoch": epoch,
+                                              "history": result.history, "diverged": result.diverged,
+                                              "stopped_early": result.stopped_early, "fingerprint": fingerprint})
+            if result.stopped_early:
                 break
     finally:
         if bar is not None:
@@ -223,9 +238,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     if result.history:
         model.on_train_end(len(result.history) - 1, epochs)
     model.eval()
-    if checkpoint is not None and checkpoint.is_file():
-        checkpoint.unlink()
-    return result
+    return result  # the caller removes the checkpoint once its outputs are saved
 
 
 def stop_rule(loop, statistics) -> ConvergenceRule | None:

@@ -25,6 +25,7 @@ def main(params, args):
     from sae.rng import init_generators
     from sae.train import fit_loop, stop_rule
 
+    store.check_writable(Path(out_dir))  # one line now, not a traceback after hours of training
     device = stage_device(params)
     data, meta = prepared.read_tensors(Path(data_dir), cfg.loop.input, device)
     lay = layout(cfg.id, cfg.options, params.seeds)
@@ -58,6 +59,7 @@ def main(params, args):
     hparams["epochs_trained"] = len(result.history)  # below the cap when training stopped at convergence
     # weights at the end of each schedule stage (l1prox: 000 Fig. 1c); empty for other models
     store.save(out, model, hparams, snapshots=getattr(model, "snapshots", []))
+    Path(checkpoint).unlink(missing_ok=True)  # only once the outputs are safely written
     if result.history:
         last = result.history[-1]
         logging.getLogger("train").info("%s/%s/%s: %d models, final loss %s, val recon %s", paper, dataset, name,

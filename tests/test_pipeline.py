@@ -120,6 +120,34 @@ def test_a_truncated_file_stops_the_stage_with_one_line_naming_it(repo, name):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_flipped_byte_in_model_pt_is_refused_not_evaluated(repo, tmp_path):
+    """The weights would load (a byte inside a float): only their sha256 in hparams.json catches it."""
+    dest, _ = repo
+    path = dest / "models/amini2018/optdigits/ae/model.pt"
+    good = path.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x01
+    path.write_bytes(bytes(bad))
+    try:
+        proc = run([sys.executable, "stages/evaluate.py", "amini2018", "optdigits", "ae", "data/prepared/optdigits",
+                    "models/amini2018/optdigits/ae", str(tmp_path / "ae.json"), str(tmp_path / "ae.csv")], dest,
+                   check=False)
+    finally:
+        path.write_bytes(good)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "model.pt: damaged" in errors[0], proc.stderr[-2000:]
+    assert not (tmp_path / "ae.json").exists()
+
+
+def test_an_unwritable_output_path_is_refused_before_training(repo):
+    dest, _ = repo
+    proc = run([sys.executable, "stages/train.py", "amini2018", "optdigits", "ae", "data/prepared/optdigits",
+                "params.yaml/ae", "checkpoints/unwritable.pt"], dest, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "params.yaml/ae: cannot write" in errors[0], proc.stderr
+    assert "epoch" not in proc.stderr and not (dest / "checkpoints/unwritable.pt").exists()
+
+
 def test_a_diverging_run_ends_with_an_error_line_of_its_own(repo):
     """The error starts a line (the progress bar is closed first) and names model, seed and epoch."""
     dest, _ = repo

@@ -10,7 +10,7 @@ from sae import metrics
 from sae.config import load
 from sae.config.protocol import run_config
 from sae.data import prepared
-from sae.errors import ParamError, TrainingError
+from sae.errors import DataError, ParamError, TrainingError
 from sae.models import MODEL_IDS, build
 from sae.optim import make_optimizer
 from sae.provenance import code_fingerprint, project_imports
@@ -87,7 +87,35 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     for (name, pa), pb in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert [r["loss"] for r in result.history] == [r["loss"] for r in whole_result.history]
-    assert not ckpt.exists()  # removed once the run is complete
+    # the final state stays until the caller has saved its outputs: a rerun trains nothing
+    assert ckpt.is_file()
+    again, again_result = _train("dae", x, xv, seeds=(0, 1), epochs=7, checkpoint=ckpt, checkpoint_every=2,
+                                 on_epoch=_kill_after(99))
+    assert again_result.history == result.history
+    for (name, pa), pb in zip(resumed.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_refused_with_one_line(tmp_path):
+    x, xv = _toy()
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train("ae", x, xv, checkpoint=ckpt, checkpoint_every=1, on_epoch=_kill_after(2))
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"ckpt.pt: damaged checkpoint \(sha256 mismatch\)") as err:
+        _train("ae", x, xv, checkpoint=ckpt, checkpoint_every=1)
+    assert "\n" not in str(err.value)
+
+
+def test_a_stopped_run_resumed_from_its_final_checkpoint_does_not_train_on(tmp_path):
+    from sae.train import ConvergenceRule
+    x, xv = _toy()
+    ckpt, loose = tmp_path / "ckpt.pt", ConvergenceRule(window=0.1, tolerance=0.5, min_epochs=3)
+    _, first = _train("ae", x, xv, epochs=30, checkpoint=ckpt, stop_at=loose)
+    _, again = _train("ae", x, xv, epochs=30, checkpoint=ckpt, stop_at=loose, on_epoch=_kill_after(99))
+    assert first.stopped_early and again.stopped_early and again.history == first.history
 
 
 def test_a_resumed_l1prox_run_keeps_every_alpha_stage(tmp_path):

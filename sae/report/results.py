@@ -326,7 +326,7 @@ class RunResults:
         if hp is None:
             return None, why
         try:
-            state = store.read_state(self.model_dir(paper, dataset, name) / "model.pt")
+            state = store.read_weights(self.model_dir(paper, dataset, name))
         except DataError as exc:
             return None, str(exc)
         if "W" not in state:
