@@ -241,7 +241,7 @@ def test_l1prox_gini_rises_over_the_alpha_stages_more_than_with_one_stage(mnist5
     alpha0). Both as one batch of the two configurations' 3 seeds each would be; measured here
     with 10 epochs on 1,500 rows."""
     rises = {}
-    for name in ("l1prox", "l1prox_t1"):
+    for name in ("l1prox", "l1prox_final"):
         cfg = run_config(embedded, "amini2018", "mnist5k", name)
         x, xv = _mnist5k(mnist5k_dir, cfg.loop.input)
         opts = {k: v for k, v in cfg.options.items() if k != "k_sweep"}
@@ -251,7 +251,7 @@ def test_l1prox_gini_rises_over_the_alpha_stages_more_than_with_one_stage(mnist5
         first_stage_end = 10 // 5 - 1  # epochs per stage = epochs / T(=5)
         rises[name] = [last - first for first, last in zip(gini[first_stage_end], gini[-1])]
     assert min(rises["l1prox"]) > 0, rises
-    assert min(rises["l1prox"]) > 2 * max(rises["l1prox_t1"]), rises
+    assert min(rises["l1prox"]) > 2 * max(rises["l1prox_final"]), rises
 
 
 @pytest.mark.parametrize("tied", [False, True])

@@ -179,6 +179,9 @@ class L1ProxOptions(ModelOptions):
     alpha0: PosFloat = Field(1.0, description="initial penalty parameter (000 Alg. 1)")
     f: Annotated[float, Field(gt=0, le=1)] = Field(0.6, description="alpha <- f alpha between stages")
     T: PosInt = Field(5, description="number of alpha stages")
+    final_only: bool = Field(False, description="train every epoch at the last stage's alpha, alpha0 f^(T-1) "
+                                                "(the control of 000 Fig. 1c: the final problem without the "
+                                                "continuation)")
 
 
 class SL0SqOptions(ModelOptions):

@@ -31,9 +31,9 @@ class L1Prox(Autoencoder):
     coupling term; the codes Z are the encoder outputs h. A new model holds the last stage's
     alpha; on_epoch_start applies the schedule during training."""
 
-    def __init__(self, in_dim, hidden, *, alpha0, f, T, beta, **core):
+    def __init__(self, in_dim, hidden, *, alpha0, f, T, beta, final_only=False, **core):
         super().__init__(in_dim, hidden, **core)
-        self.alpha0, self.f, self.T, self.beta = alpha0, f, T, beta
+        self.alpha0, self.f, self.T, self.beta, self.final_only = alpha0, f, T, beta, final_only
         self.alpha = alpha0 * f ** (T - 1)
         self.snapshots = []  # filled during training by on_epoch_end
 
@@ -42,11 +42,15 @@ class L1Prox(Autoencoder):
         return proximal_coupling(y, h, self.alpha)
 
     def on_epoch_start(self, epoch, n_epochs):
-        self.alpha = penalty_alpha(epoch, n_epochs, self.alpha0, self.f, self.T)
+        self.alpha = self.alpha_at(epoch, n_epochs)
         return {"alpha": self.alpha}
 
+    def alpha_at(self, epoch, n_epochs) -> float:
+        """alpha of a 0-based epoch: Algorithm 1's stages, or the last stage's from the start (final_only)."""
+        return penalty_alpha(n_epochs - 1 if self.final_only else epoch, n_epochs, self.alpha0, self.f, self.T)
+
     def schedule_end(self, n_epochs) -> int:
-        return final_from(lambda e: penalty_alpha(e, n_epochs, self.alpha0, self.f, self.T), n_epochs)
+        return final_from(lambda e: self.alpha_at(e, n_epochs), n_epochs)
 
     def on_train_end(self, epoch, n_epochs):
         if not self.snapshots or self.snapshots[-1]["epoch"] != epoch:  # stopped early, inside the last stage
@@ -56,7 +60,7 @@ class L1Prox(Autoencoder):
         """Keep the encoder weights W (G,M,D) at the end of each alpha stage (000 Fig. 1c) in
         self.snapshots: [{"epoch", "alpha", "W"}]."""
         last = epoch + 1 == n_epochs
-        if last or penalty_alpha(epoch + 1, n_epochs, self.alpha0, self.f, self.T) != self.alpha:
+        if last or self.alpha_at(epoch + 1, n_epochs) != self.alpha:
             self.snapshots.append({"epoch": epoch, "alpha": self.alpha, "W": self.W.detach().cpu().clone()})
 
     def extra_state(self) -> dict:
