@@ -5,13 +5,17 @@ datasets (paper datasets), activation, unit_norm, expect. Checks:
 
 - ordering: on `metric` (a ref may name its own: `ksparse:deep_finetune_error`) every winner
   is better than every loser: each pair is decided by Welch's t-test on the per-seed values
-  (sae.stats.compare at params.statistics.level); holds when every pair holds, does not hold
-  when any pair is significantly reversed, inconclusive otherwise.
-- schedule (000 Fig. 1c): the training curve `metric` of the winner changes from the end of
-  its first schedule stage to the end of training by more (`expect` rises) than the same
-  change of the control model (losers), per seed, by the same test.
+  (sae.stats.compare), with Holm's step-down correction over the claim's pairs at
+  params.statistics.level; holds when every pair holds, does not hold when any pair is
+  significantly reversed, inconclusive otherwise.
+- stages (000 Fig. 1c): at each boundary of the winner's schedule (alpha decreasing), its
+  training curve `metric` changes as `expect`ed (rises) from the end of one stage to the end of
+  the next: per seed the change, tested against zero (Welch's test with an exact zero, i.e. a
+  one-sample t-test), Holm-corrected over the boundaries.
 - trend (003): for each winner model, with `activation` and each `unit_norm`, the activation
   fraction against the coefficient `expect`s to fall or stay flat (sae.report.trends.judge).
+
+A comparison needs at least two seeds on each side: with fewer, the claim is "not measured".
 
 A claim is checked on every run dataset of its paper that stands in for one of its datasets,
 and on every run dataset that stands in for no dataset of the paper (labelled as such). A side
@@ -34,8 +38,8 @@ from sae.report.results import Ref, RunResults
 
 CLAIM_COLUMNS = ("id", "paper", "section", "statement", "check", "metric", "winners", "losers", "datasets",
                  "activation", "unit_norm", "expect")
-CHECKS = ("ordering", "schedule", "trend")
-EXPECT = {"schedule": ("rises", "falls"), "trend": ("falls", "rises", "flat")}
+CHECKS = ("ordering", "stages", "trend")
+EXPECT = {"stages": ("rises", "falls"), "trend": ("falls", "rises", "flat")}
 STATUSES = (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, stats.UNMEASURED)
 # the per-epoch value a scheduled model logs (dvclive scalar curve), by registry id
 SCHEDULE_CURVE = {"l1prox": "alpha", "sl0sq": "sigma"}
@@ -62,7 +66,9 @@ class Verdict:
     claim: Claim
     dataset: str | None     # the run dataset it was checked on (None: no dataset could)
     status: str
-    evidence: str
+    evidence: str           # every number behind the verdict
+    means: str = ""         # the deciding means ± std, in one short line
+    p: float | None = None  # the largest Holm-adjusted p of its tests (None: no test)
 
     @property
     def where(self) -> str:
@@ -97,9 +103,9 @@ def _claim(row: dict, where: str) -> Claim:
         if d not in C.PAPERS[row["paper"]].datasets:
             raise DataError(f"{where}: {d!r} is not a dataset of {row['paper']} "
                             f"({', '.join(C.PAPERS[row['paper']].datasets)})")
-    if not winners or not datasets or (row["check"] != "trend" and not losers):
+    if not winners or not datasets or (row["check"] == "ordering" and not losers):
         raise DataError(f"{where}: a {row['check']} claim needs winners, datasets" +
-                        ("" if row["check"] == "trend" else " and losers"))
+                        (" and losers" if row["check"] == "ordering" else ""))
     if row["check"] in EXPECT and row["expect"] not in EXPECT[row["check"]]:
         raise DataError(f"{where}: expect={row['expect']!r}; allowed: {', '.join(EXPECT[row['check']])}")
     unit_norm = tuple(x.lower() == "true" for x in _split(row["unit_norm"]))
@@ -132,6 +138,38 @@ def load_claims(path) -> list[Claim]:
 
 
 # ---------------------------------------------------------------- shared pieces
+
+
+def holm(comparisons: list[stats.Comparison], level: float) -> tuple[list[str], list[float | None]]:
+    """Holm's step-down correction over one claim's comparisons: (verdict of each, its adjusted
+    p). The k-th smallest p (k = 0..m-1) is tested at level / (m - k) until one is not
+    significant; the rest are inconclusive."""
+    m = len(comparisons)
+    order = sorted(range(m), key=lambda i: (comparisons[i].p_value is None, comparisons[i].p_value or 0.0))
+    verdicts, adjusted = [stats.INCONCLUSIVE] * m, [None] * m
+    running, stopped = 0.0, False
+    for rank, i in enumerate(order):
+        c = comparisons[i]
+        if c.p_value is None:
+            continue
+        running = max(running, min(1.0, (m - rank) * c.p_value))
+        adjusted[i] = running
+        stopped = stopped or c.p_value >= level / (m - rank)
+        if not stopped:
+            verdicts[i] = c.verdict  # significant at the uncorrected level too: holds or does not hold
+    return verdicts, adjusted
+
+
+def too_few_seeds(named: dict) -> str:
+    """'' when every side has at least two finite per-seed values, else why not (the claim is not
+    measured: one seed gives no test)."""
+    few = [f"{name} (n={len(vals)})" for name, vals in named.items() if len(vals) < 2]
+    return f"fewer than two seeds for {', '.join(few)}: no test" if few else ""
+
+
+def worst_p(adjusted) -> float | None:
+    ps = [p for p in adjusted if p is not None]
+    return max(ps) if ps else None
 
 
 def combine(verdicts) -> str:
@@ -174,58 +212,64 @@ def check_ordering(claim: Claim, results: RunResults, dataset: str, level: float
     better = C.METRICS[claim.metric].better
     shown = "; ".join(f"{_label(r, claim)} {seed_spread(v.mean, v.std, v.n, r.metric or claim.metric)}"
                       for r, v in values.items())
-    pairs, verdicts = [], []
-    for w in claim.winners:
-        for lo in claim.losers:
-            cmp = stats.compare(values[w].finite, values[lo].finite, better, level)
-            verdicts.append(cmp.verdict)
-            pairs.append(f"{_label(w, claim)} vs {_label(lo, claim)}: {describe(cmp)} -> {cmp.verdict}")
+    few = too_few_seeds({_label(r, claim): v.finite for r, v in values.items()})
+    if few:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{shown}; {few}", shown)
+    pairs = [(w, lo, stats.compare(values[w].finite, values[lo].finite, better, level))
+             for w in claim.winners for lo in claim.losers]
+    verdicts, adjusted = holm([c for _, _, c in pairs], level)
+    lines = [f"{_label(w, claim)} vs {_label(lo, claim)}: {describe(c)}"
+             + (f", Holm p = {p:.3g}" if p is not None and len(pairs) > 1 else "") + f" -> {v}"
+             for (w, lo, c), v, p in zip(pairs, verdicts, adjusted)]
     note = caveat([convergence(results, claim.paper, dataset, r) for r in dict.fromkeys(Ref(r.name, r.k)
                                                                                          for r in refs)])
-    evidence = f"{shown} ({better} is better); " + "; ".join(pairs) + (f"; {note}" if note else "")
-    return Verdict(claim, dataset, combine(verdicts), evidence)
+    evidence = f"{shown} ({better} is better); " + "; ".join(lines) + (f"; {note}" if note else "")
+    return Verdict(claim, dataset, combine(verdicts), evidence, shown, worst_p(adjusted))
 
 
-def stage_change(results: RunResults, claim: Claim, dataset: str, ref: Ref, start: int, end: int):
-    """Per seed: curve `claim.metric` at step `end` minus at step `start` (None where absent)."""
-    out = []
-    for label in results.seed_labels(claim.paper, dataset, ref):
-        curve = dict(results.curve(claim.paper, dataset, ref.name, claim.metric, label) or [])
-        a, b = curve.get(start), curve.get(end)
-        out.append(None if a is None or b is None else b - a)
-    return out
+def stage_ends(schedule: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """(last epoch, value) of each stage of a schedule curve [(epoch, value)]."""
+    ends = []
+    for (epoch, value), nxt in zip(schedule, [*schedule[1:], None]):
+        if nxt is None or nxt[1] != value:
+            ends.append((epoch, value))
+    return ends
 
 
-def check_schedule(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
-    model, control = claim.winners[0], claim.losers[0]
-    ids = {}
-    for ref in (model, control):
-        hp, why = results.hparams(claim.paper, dataset, ref.name)
-        if hp is None:
-            return Verdict(claim, dataset, stats.UNMEASURED, f"{ref}: {why}")
-        ids[ref] = hp["id"]
-    key = SCHEDULE_CURVE.get(ids[model])
+def check_stages(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
+    model = claim.winners[0]
+    hp, why = results.hparams(claim.paper, dataset, model.name)
+    if hp is None:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{model}: {why}")
+    key = SCHEDULE_CURVE.get(hp["id"])
     schedule = results.curve(claim.paper, dataset, model.name, key) if key else None
     if not schedule:
         return Verdict(claim, dataset, stats.UNMEASURED, f"{model} logs no schedule curve ({key or 'none'})")
-    first = schedule[0][1]
-    end_first, last = max(s for s, v in schedule if v == first), schedule[-1][0]
-    if end_first == last:
-        return Verdict(claim, dataset, stats.UNMEASURED, f"{key} never changed over the {last + 1} epochs (one "
-                                                         "stage): nothing to compare")
-    ours, theirs = (stage_change(results, claim, dataset, r, end_first, last) for r in (model, control))
-    a, b = [v for v in ours if v is not None], [v for v in theirs if v is not None]
-    if not a or not b:
-        return Verdict(claim, dataset, stats.UNMEASURED, f"no {claim.metric} curves at epochs {end_first + 1} and "
-                                                         f"{last + 1} for {model if not a else control}")
-    cmp = stats.compare(a, b, "higher" if claim.expect == "rises" else "lower", level)
-    sa, sb = stats.summary(a), stats.summary(b)
-    note = caveat([convergence(results, claim.paper, dataset, r) for r in (model, control)])
-    evidence = (f"change of {claim.metric} from the end of the first stage (epoch {end_first + 1}, {key} "
-                f"{first:g}) to the end (epoch {last + 1}, {key} {schedule[-1][1]:g}): {model} "
-                f"{spread(sa['mean'], sa['std'], sa['n'])} vs {control} {spread(sb['mean'], sb['std'], sb['n'])}; "
-                f"{describe(cmp)}" + (f"; {note}" if note else ""))
-    return Verdict(claim, dataset, cmp.verdict, evidence)
+    ends = stage_ends(schedule)
+    if len(ends) < 2:
+        return Verdict(claim, dataset, stats.UNMEASURED, f"{key} never changed over the {len(schedule)} epochs "
+                                                         "(one stage): no boundary to judge")
+    curves = [dict(results.curve(claim.paper, dataset, model.name, claim.metric, label) or [])
+              for label in results.seed_labels(claim.paper, dataset, model)]
+    better = "higher" if claim.expect == "rises" else "lower"
+    tests, parts, means = [], [], []
+    for (e0, a0), (e1, a1) in zip(ends, ends[1:]):
+        change = [c[e1] - c[e0] for c in curves if e0 in c and e1 in c]
+        name = f"{key} {a0:.3g} -> {a1:.3g} (epochs {e0 + 1} -> {e1 + 1})"
+        few = too_few_seeds({name: change})
+        if few:
+            return Verdict(claim, dataset, stats.UNMEASURED, f"no {claim.metric} curve of {model} at {name}; {few}")
+        s = stats.summary(change)
+        tests.append(stats.compare(change, [0.0] * len(change), better, level))
+        means.append(f"{a1:.3g}: {s['mean']:+.3g} ± {s['std']:.2g}")
+        parts.append(f"{name}: change {spread(s['mean'], s['std'], s['n'])}, {describe(tests[-1])}")
+    verdicts, adjusted = holm(tests, level)
+    shown = f"{claim.metric} change at each {key} decrease, " + "; ".join(means) + f" (n={len(curves)})"
+    note = caveat([convergence(results, claim.paper, dataset, model)])
+    evidence = (f"expected the {claim.metric} to {claim.expect.rstrip('s')} at every stage boundary; "
+                + "; ".join(f"{p} -> {v}" + (f" (Holm p = {q:.3g})" if q is not None else "")
+                            for p, v, q in zip(parts, verdicts, adjusted)) + (f"; {note}" if note else ""))
+    return Verdict(claim, dataset, combine(verdicts), evidence, shown, worst_p(adjusted))
 
 
 def check_trend(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
@@ -233,7 +277,7 @@ def check_trend(claim: Claim, results: RunResults, dataset: str, level: float) -
     if claim.activation not in grid.activations:
         return Verdict(claim, dataset, stats.UNMEASURED, f"{claim.activation} is not in this run's "
                                                          f"{claim.paper}.grid.activations")
-    parts, verdicts, lacking = [], [], []
+    parts, verdicts, lacking, shown = [], [], [], []
     for ref in claim.winners:
         df, why = results.sweep(claim.paper, dataset, ref.name)
         found = {} if df is None else trends.curves(df)
@@ -244,16 +288,22 @@ def check_trend(claim: Claim, results: RunResults, dataset: str, level: float) -
                 lacking.append(f"{ref} {rows}: " + (why or f"no {claim.activation} {rows} rows in its sweep table "
                                                            f"({claim.paper}.grid.unit_norm)"))
                 continue
+            few = [c for c, v in zip(curve.coefficients, curve.per_seed) if len(v) < 2]
+            if few:
+                lacking.append(f"{ref} {rows}: fewer than two seeds at coefficient {few[0]:g}: no test")
+                continue
+            shown.append(f"{ref} {rows}: {trends.point(curve, 0)} -> {trends.point(curve, -1)}")
             t = trends.judge(curve, claim.expect, level)
             verdicts.append(t.verdict)
             lost = f"; {curve.diverged} runs without a finite value" if curve.diverged else ""
             parts.append(f"{ref} {claim.activation} {rows}: {t.verdict} ({t.evidence}{lost})")
     if lacking:
         return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(lacking))
-    return Verdict(claim, dataset, combine(verdicts), f"expected {claim.expect}: " + "; ".join(parts))
+    return Verdict(claim, dataset, combine(verdicts), f"expected {claim.expect}: " + "; ".join(parts),
+                   "; ".join(shown))
 
 
-CHECK = {"ordering": check_ordering, "schedule": check_schedule, "trend": check_trend}
+CHECK = {"ordering": check_ordering, "stages": check_stages, "trend": check_trend}
 
 
 def run_datasets(claim: Claim, results: RunResults) -> list[str]:
@@ -276,6 +326,28 @@ def evaluate(claims: list[Claim], results: RunResults) -> list[Verdict]:
                                                               f"stands in for {need}"))
         out += [CHECK[claim.check](claim, results, d, level) for d in datasets]
     return out
+
+
+# One word per paper, from its claims' verdicts (the report's and the README's first lines).
+PAPER_VERDICTS = {
+    "reproduces": "every measured claim holds",
+    "partly": "some measured claims hold, others do not or are inconclusive",
+    "inconclusive": "no measured claim holds and none is contradicted",
+    "does not reproduce": "no measured claim holds and at least one does not hold",
+    "not measured": "this run measures none of its claims",
+}
+
+
+def paper_verdict(c: dict[str, int]) -> str:
+    """The word of PAPER_VERDICTS for a paper's counts (counts())."""
+    measured = c["holds"] + c["does_not_hold"] + c["inconclusive"]
+    if not measured:
+        return "not measured"
+    if c["holds"] == measured:
+        return "reproduces"
+    if c["holds"]:
+        return "partly"
+    return "does not reproduce" if c["does_not_hold"] else "inconclusive"
 
 
 def counts(verdicts: list[Verdict], paper: str) -> dict[str, int]:

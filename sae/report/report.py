@@ -13,7 +13,7 @@ from sae import catalog as C
 from sae.errors import DataError, ParamError
 from sae.report import amini2018, arpit2016, makhzani2014, seyyedsalehi2017
 from sae.report import settings as S
-from sae.report.claims import STATUSES, counts, evaluate, load_claims
+from sae.report.claims import PAPER_VERDICTS, STATUSES, counts, evaluate, load_claims, paper_verdict
 from sae.report.published import read_published
 from sae.report.render import Doc, Table, check_markdown
 from sae.report.results import RunResults
@@ -26,7 +26,7 @@ PUBLISHED, SETTINGS, DEVIATIONS, CLAIMS = (DATA / f"{n}.csv" for n in ("publishe
 SECTIONS = {"amini2018": amini2018.build, "seyyedsalehi2017": seyyedsalehi2017.build,
             "makhzani2014": makhzani2014.build, "arpit2016": arpit2016.build}
 assert tuple(SECTIONS) == C.PAPER_IDS
-CLAIMS_CSV_COLUMNS = ("id", "paper", "section", "dataset", "status", "evidence", "statement")
+CLAIMS_CSV_COLUMNS = ("id", "paper", "section", "dataset", "status", "means", "p", "statement", "evidence")
 
 
 @dataclass
@@ -59,23 +59,41 @@ def header(ctx: Context) -> None:
         "their number n.",
         f"- Datasets: {'; '.join(C.DATASETS[d].label for d in p.datasets)}.",
         f"- Papers: {per_paper}.",
-        f"- Verdicts: Welch's t-test on the per-seed values at level {st.level:g}: a claim holds when its gap is "
-        "significant in the claimed direction, does not hold when it is significant the other way, and is "
-        "inconclusive otherwise; it is not measured when a number it needs is missing.",
+        f"- Verdicts: Welch's t-test on the per-seed values at level {st.level:g}, with Holm's step-down correction "
+        "over the tests of one claim (its pairs, or its stage boundaries): a claim holds when every test is "
+        "significant in the claimed direction, does not hold when one is significant the other way, and is "
+        "inconclusive otherwise; it is not measured when a number it needs is missing or a side has fewer than "
+        "two seeds. A 003 trend expected to fall \"does not hold\" on a flat curve: no pair of grid points differs "
+        "at level/(pairs) and the span is narrow. With few seeds that Bonferroni level (0.05/66 for 12 points) has "
+        "little power, so \"flat\" is weak evidence of no trend.",
         f"- Convergence: a seed has converged when its validation reconstruction moved by less than "
         f"{st.convergence_tolerance:g} (relative) over the last {st.convergence_window:.0%} of its epochs "
         f"(at least {st.convergence_min_epochs}).",
         "- A missing number is “—” with a footnote saying why.", "")
 
 
+def at_a_glance(ctx: Context) -> list[str]:
+    """One line per paper: its verdict word, its claim counts, the datasets and scale that decided it."""
+    lines = []
+    for paper, info in C.PAPERS.items():
+        c = counts(ctx.verdicts, paper)
+        sets = sorted({v.dataset for v in ctx.verdicts if v.claim.paper == paper and v.dataset})
+        tally = ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES if c[s.replace(' ', '_')])
+        lines.append(f"- **{paper}** ({info.short}): **{paper_verdict(c)}**: {tally} of {sum(c.values())} claims; "
+                     f"on {', '.join(sets) or 'no dataset'}, scale `{ctx.params.scale}`, "
+                     f"{len(ctx.params.seeds)} seeds.")
+    return lines
+
+
 def summary(ctx: Context) -> None:
-    ctx.doc.add("## What reproduces", "")
+    ctx.doc.add("## What reproduces", "", *at_a_glance(ctx), "",
+                "A paper " + "; ".join(f"**{w}** when {why}" for w, why in PAPER_VERDICTS.items()) + ".", "")
     t = Table("**What reproduces.** The verdicts of each paper's claims on this run (sae/report/claims.csv).",
               ["paper", "claims", "this run"])
     for paper, info in C.PAPERS.items():
         c = counts(ctx.verdicts, paper)
         t.add(f"{paper} ({info.short})", sum(c.values()),
-              ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES))
+              f"**{paper_verdict(c)}**: " + ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES))
     ctx.doc.table(t)
     for paper in C.PAPERS:
         ctx.doc.add(f"### {paper}: claims", "")
@@ -94,9 +112,10 @@ def write_claims(verdicts, reports_dir: Path) -> None:
         w = csv.writer(f)
         w.writerow(CLAIMS_CSV_COLUMNS)
         for v in verdicts:
-            w.writerow([v.claim.id, v.claim.paper, v.claim.section, v.dataset or "", v.status, v.evidence,
-                        v.claim.statement])
-    totals = {paper: counts(verdicts, paper) for paper in C.PAPERS}
+            w.writerow([v.claim.id, v.claim.paper, v.claim.section, v.dataset or "", v.status, v.means,
+                        "" if v.p is None else f"{v.p:.4g}", v.claim.statement, v.evidence])
+    totals = {paper: {**counts(verdicts, paper), "verdict": paper_verdict(counts(verdicts, paper))}
+              for paper in C.PAPERS}
     (reports_dir / "claims.json").write_text(json.dumps(totals, indent=2, sort_keys=True) + "\n")
 
 

@@ -320,10 +320,16 @@ def metric_panels(values: dict, bars: list[tuple[str, str]], metrics: list[str],
 
 
 def claims_table(paper: str, verdicts: list[Verdict]) -> Table:
-    """The claims of one paper and their verdicts on this run."""
-    t = Table(f"**Claims ({paper}).** Each claim of sae/report/claims.csv as the paper states it, and its verdict "
-              "on this run with the numbers that decided it.", ["claim", "source", "paper", "this run"])
+    """The claims of one paper, one short row each (statement, verdict, the deciding means, p);
+    every number behind each verdict goes under the table in a details block."""
+    t = Table(f"**Claims ({paper}).** Each claim of sae/report/claims.csv as the paper states it; this run's "
+              "deciding means ± std over seeds; p: the largest Holm-adjusted p of the claim's tests.",
+              ["claim", "paper", "verdict", "this run", "p"])
+    details = []
     for v in verdicts:
         if v.claim.paper == paper:
-            t.add(f"`{v.claim.id}`", v.claim.section, v.claim.statement, f"**{v.status}** {v.where}: {v.evidence}")
+            t.add(f"`{v.claim.id}` ({v.claim.section})", v.claim.statement, f"**{v.status}** {v.where}".strip(),
+                  v.means or "—", "—" if v.p is None else f"{v.p:.2g}")
+            details.append(f"- `{v.claim.id}` {v.where}: {v.evidence}")
+    t.after = ["<details><summary>Full statistics of every claim</summary>", "", *details, "", "</details>"]
     return t

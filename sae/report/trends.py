@@ -66,7 +66,7 @@ class Trend:
     evidence: str
 
 
-def _point(curve: Curve, i: int) -> str:
+def point(curve: Curve, i: int) -> str:
     s = curve.summary(i)
     spread = f" ± {s['std']:.3g}" if s["std"] is not None else ""
     return f"{s['mean']:.3g}{spread} (n={s['n']}) at {curve.coefficients[i]:g}"
@@ -112,7 +112,7 @@ def judge(curve: Curve, expect: str, level: float) -> Trend:
     if expect == "flat":
         verdict = stats.HOLDS if not sig and narrow else stats.FAILS if sig and not narrow else stats.INCONCLUSIVE
         where = "some" if sig else "no"
-        return Trend(verdict, f"{_point(curve, 0)} -> {_point(curve, -1)}; {where} pair of the "
+        return Trend(verdict, f"{point(curve, 0)} -> {point(curve, -1)}; {where} pair of the "
                               f"{len(curve.coefficients)} grid points differs at level {level:g}/{n_pairs}; {shape}")
     sign = SIGNED[expect]
     cmp = stats.compare(curve.per_seed[-1], curve.per_seed[0], "higher" if sign > 0 else "lower", level)
@@ -122,4 +122,4 @@ def judge(curve: Curve, expect: str, level: float) -> Trend:
         verdict = stats.FAILS
     else:
         verdict = stats.INCONCLUSIVE
-    return Trend(verdict, f"{_point(curve, 0)} -> {_point(curve, -1)} ({_describe(cmp)}); {shape}")
+    return Trend(verdict, f"{point(curve, 0)} -> {point(curve, -1)} ({_describe(cmp)}); {shape}")
