@@ -1,5 +1,6 @@
 """End to end: the real `dvc repro` / `dvc exp run` on a copy of the repository at scale=tiny."""
 import hashlib
+import json
 import re
 import shutil
 import sys
@@ -47,6 +48,8 @@ def test_repro_builds_every_stage_offline_with_the_paper_in_its_name(repo):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert images and all((dest / "reports" / img).is_file() for img in images), images
     assert not re.search(r"\bnan\b", report, re.IGNORECASE)
+    gaps = json.loads((dest / "reports/claims.json").read_text())["gaps"]  # a renamed key or path shows here
+    assert gaps["missing_output"] == gaps["unreadable"] == gaps["unexpected_layout"] == 0, gaps
 
 
 def test_nothing_to_do_afterwards(repo):

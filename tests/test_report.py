@@ -274,7 +274,10 @@ def test_outputs_beside_the_report(built):
                                      "evidence"]
     assert set(claims["status"]) == set(CL.STATUSES)
     counts = json.loads((root / "reports/claims.json").read_text())
-    assert set(counts) == set(C.PAPERS)
+    assert set(counts) == {*C.PAPERS, "gaps"}
+    gaps = counts.pop("gaps")
+    assert gaps["missing_output"] == gaps["unreadable"] == gaps["unexpected_layout"] == 0, gaps
+    assert gaps["not_measured"] == sum(c["not_measured"] for c in counts.values()) > 0
     amini = {k: v for k, v in counts["amini2018"].items() if k in CL.counts(rep.verdicts, "amini2018")}
     assert amini == CL.counts(rep.verdicts, "amini2018") and sum(amini.values()) == 6
     assert counts["amini2018"]["verdict"] == CL.paper_verdict(amini) in CL.PAPER_VERDICTS
@@ -533,3 +536,16 @@ def test_one_word_per_paper():
     assert CL.paper_verdict(c(0, 1, 2)) == "does not reproduce"
     assert CL.paper_verdict(c(0, 0, 2)) == "inconclusive"
     assert CL.paper_verdict(c(0, 0, 0, 4)) == "not measured"
+
+
+def test_a_renamed_metrics_key_is_counted_as_a_gap(tmp_path, params):
+    """A key renamed between the evaluate stage and the report leaves dashes, not a crash: claims.json
+    counts them, and the tests that require zero (here, the tiny and default runs) fail."""
+    torch.set_num_threads(1)
+    root = make_workspace(tmp_path, params)
+    path = root / "metrics/makhzani2014/mnist5k/ksparse.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({("logreg_renamed" if k == "logreg" else k): v for k, v in data.items()}))
+    run_report(root, params)
+    gaps = json.loads((root / "reports/claims.json").read_text())["gaps"]
+    assert gaps["unexpected_layout"] > 0, gaps

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sae.report import amini2018, arpit2016, makhzani2014, seyyedsalehi2017
 from sae.report import settings as S
 from sae.report.claims import PAPER_VERDICTS, STATUSES, counts, evaluate, load_claims, paper_verdict
 from sae.report.published import read_published
-from sae.report.render import Doc, Table, check_markdown
+from sae.report.render import DASH, Doc, Table, check_markdown
 from sae.report.results import RunResults
 from sae.report.scale import compose
 from sae.report.section import Context, Section, claims_table
@@ -107,7 +108,29 @@ def footer(ctx: Context) -> None:
                 "report's sweeps folder, and `dvc plots diff` compares experiments.", "")
 
 
-def write_claims(verdicts, reports_dir: Path) -> None:
+# Notes that say the run should have produced a number and did not (a renamed key or path, a
+# stage that failed): the report still renders, so claims.json counts them and the tests
+# require zero. Notes of what this run does not train ("not in this run's ...") are not gaps.
+DATA_GAPS = {
+    "missing_output": re.compile(r"is missing \(the stage that writes it has not run\)"),
+    "unreadable": re.compile(r"\bunreadable\b"),
+    "unexpected_layout": re.compile(r"unexpected layout|is not a JSON object|has no \S+ entry|\bno [\w.]+ in the "
+                                    r"\S+ metrics file|has no logreg\.alpha"),
+}
+
+
+def gap_counts(md: str, verdicts) -> dict[str, int]:
+    """How many "—" cells and "not measured" verdicts the report holds, and how many of its notes
+    (footnotes and claim evidence) are each kind of DATA_GAPS."""
+    notes = [line for line in md.splitlines() if re.match(r"^\((?:[a-z]|\d+)\) ", line)]
+    notes += [v.evidence for v in verdicts if v.status == STATUSES[3]]
+    out = {"dash_cells": md.count(DASH + " ("),
+           "not_measured": sum(v.status == STATUSES[3] for v in verdicts)}
+    out.update({kind: sum(bool(rx.search(n)) for n in notes) for kind, rx in DATA_GAPS.items()})
+    return out
+
+
+def write_claims(verdicts, reports_dir: Path, gaps: dict[str, int]) -> None:
     with open(reports_dir / "claims.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CLAIMS_CSV_COLUMNS)
@@ -116,6 +139,7 @@ def write_claims(verdicts, reports_dir: Path) -> None:
                         "" if v.p is None else f"{v.p:.4g}", v.claim.statement, v.evidence])
     totals = {paper: {**counts(verdicts, paper), "verdict": paper_verdict(counts(verdicts, paper))}
               for paper in C.PAPERS}
+    totals["gaps"] = gaps
     (reports_dir / "claims.json").write_text(json.dumps(totals, indent=2, sort_keys=True) + "\n")
 
 
@@ -148,5 +172,5 @@ def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, swe
     md = doc.markdown()
     check_markdown(md, reports_dir)
     doc.out_md.write_text(md)
-    write_claims(verdicts, reports_dir)
+    write_claims(verdicts, reports_dir, gap_counts(md, verdicts))
     return Report(md, verdicts, doc.images, ctx.tables)
