@@ -549,3 +549,35 @@ def test_a_renamed_metrics_key_is_counted_as_a_gap(tmp_path, params):
     run_report(root, params)
     gaps = json.loads((root / "reports/claims.json").read_text())["gaps"]
     assert gaps["unexpected_layout"] > 0, gaps
+
+
+def test_report_html_is_one_self_contained_file(built):
+    root, rep = built
+    page = (root / "reports/report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<details>" in page
+    srcs = re.findall(r'<img[^>]*\bsrc="([^"]+)"', page)
+    assert len(srcs) == len(rep.images) > 0 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+
+
+def test_report_html_opens_in_a_headless_browser_with_every_figure_loaded(built, tmp_path):
+    """Skips only where no Chromium is installed (CI installs Debian's)."""
+    import shutil
+    import subprocess
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium on this machine")
+    root, rep = built
+    check = tmp_path / "check.html"
+    page = (root / "reports/report.html").read_text()
+    script = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+              "document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + ' of ' "
+              "+ imgs.length; });</script>")
+    check.write_text(page.replace("</body>", script + "</body>"))
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                          check.as_uri()], capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>([^<]*)</title>", out.stdout)
+    n = len(rep.images)
+    assert title and title.group(1) == f"loaded {n} of {n}", (out.stdout[:300], out.stderr[-1000:])

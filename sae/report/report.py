@@ -130,6 +130,25 @@ def gap_counts(md: str, verdicts) -> dict[str, int]:
     return out
 
 
+def results_md(ctx: Context) -> str:
+    """reports/results.md: per paper its verdict line and every published number this run measured
+    on the paper's own dataset, beside ours (the README's opening table: sae.report.readme)."""
+    from sae.report import provenance
+    times = provenance.stage_times(ctx.root)
+    took = f" in {(times[-1][1] - times[0][1] + times[0][2]) / 60:.0f} min" if times else ""
+    lines = [f"Made by `dvc repro` at scale `{ctx.params.scale}` ({len(ctx.params.seeds)} seeds){took} on "
+             f"{provenance.device_line()}; every number is the mean ± std over seeds (n). The verdict rule and every "
+             "claim are in reports/report.md.", ""]
+    glance = dict(zip(C.PAPERS, at_a_glance(ctx)))
+    for paper in C.PAPERS:
+        lines += [glance[paper], ""]
+        rows = [r for r in ctx.headline if r[0] == paper]
+        if rows:
+            lines += ["| source | row | dataset | paper | this run |", "|---|---|---|---|---|",
+                      *(f"| {src} | {row} | {ds} | {pub} | {run} |" for _, src, ds, row, pub, run in rows), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def write_claims(verdicts, reports_dir: Path, gaps: dict[str, int]) -> None:
     with open(reports_dir / "claims.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -164,13 +183,19 @@ def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, swe
     ctx = Context(params, results, read_published(PUBLISHED), S.read_rows(SETTINGS, S.SETTINGS_COLUMNS),
                   S.read_rows(DEVIATIONS, S.LEDGER_COLUMNS), verdicts, paper_scale, scale_error, doc, fig_dir,
                   tables_dir)
+    ctx.root = Path(conf_dir).resolve().parent
     header(ctx)
     summary(ctx)
     for paper, build in SECTIONS.items():
         build(Section(ctx, paper))
     footer(ctx)
+    from sae.report import provenance
+    doc.add(*provenance.lines(params, ctx.root))
     md = doc.markdown()
     check_markdown(md, reports_dir)
     doc.out_md.write_text(md)
+    (reports_dir / "results.md").write_text(results_md(ctx))
+    from sae.report import html
+    html.write(doc.out_md, reports_dir / "report.html")  # one self-contained file to share
     write_claims(verdicts, reports_dir, gap_counts(md, verdicts))
     return Report(md, verdicts, doc.images, ctx.tables)

@@ -34,6 +34,8 @@ class Context:
     fig_dir: Path
     tables_dir: Path
     tables: list[Path] = field(default_factory=list)   # derived CSVs written to tables_dir
+    headline: list[tuple] = field(default_factory=list)  # (paper, source, dataset, row, paper's, this run's)
+    root: Path = Path(".")                               # the repository the run ran in (provenance)
 
 
 def show_targets(targets: list[S.Target]) -> str:
@@ -145,6 +147,7 @@ class Section:
                 model, run = self.model_label(dataset, n.ref, n.metric), self.cell(t, v, n.metric)
                 if v.ok and paper_ds in sources:
                     pairs.append((n.row, n.value, v.mean))
+                    self.ctx.headline.append((self.paper, source, dataset, n.row, paper, run))
             t.add(n.row, model, *([C.METRICS[n.metric].label] if len(metrics) > 1 else []), paper, run)
         for ref in extra:
             if (ref.name, self.r.variant(self.paper, dataset, ref)[0]) in covered:

@@ -1,0 +1,109 @@
+"""Which code, data and environment made a report: git commit, dvc.lock, package versions,
+device, threads, scale and seeds, and each stage's wall time.
+
+Read at report time from the run's own checkout: the report stage runs last, in the
+repository root, so its view is the run's (dvc.lock then holds every stage but this one).
+A stage's wall time is the gap between its newest output file and the newest output of the
+stage that finished before it (DVC runs stages one at a time); outputs restored from a cache
+carry checkout times, so the table says where its times come from.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import yaml
+
+PACKAGES = ("torch", "numpy", "dvc", "pandas", "scipy", "zarr")
+COMMITTED_OUTPUTS = ("dvc.lock", "metrics", "reports", "sweeps")  # written by the run itself
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_line() -> str:
+    """'2 CPU cores (model name)' or the CUDA device's name."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()} CPU cores ({_cpu_name()})"
+
+
+def _device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.get_device_name(0)}"
+    return f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores)"
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def stage_times(root: Path) -> list[tuple[str, float, float]]:
+    """(stage, finished at (unix s), seconds since the stage before it finished) for every stage of
+    dvc.lock whose outputs exist, in the order they finished."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return []
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    ends = []
+    for name, entry in stages.items():
+        times = []
+        for out in entry.get("outs", []):
+            path = root / out["path"]
+            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+            times += [p.stat().st_mtime for p in files]
+        if times:
+            ends.append((name, max(times)))
+    ends.sort(key=lambda e: e[1])
+    return [(name, end, end - prev) for (name, end), (_, prev) in zip(ends[1:], ends)]
+
+
+def lines(params, root: Path) -> list[str]:
+    """The report's provenance section (markdown lines)."""
+    root = Path(root)
+    sha = _git(root, "rev-parse", "HEAD")
+    dirty = _git(root, "status", "--porcelain", "--", ".", *(f":!{p}" for p in COMMITTED_OUTPUTS))
+    lock = root / "dvc.lock"
+    lock_md5 = hashlib.md5(lock.read_bytes(), usedforsecurity=False).hexdigest() if lock.is_file() else "none"
+    import torch
+    out = ["## Provenance", "",
+           f"- Code: git commit `{sha or 'unknown (not a git checkout)'}`"
+           + ("" if sha is None else ", with uncommitted changes" if dirty else ", clean") + ".",
+           f"- dvc.lock md5 `{lock_md5}` (every stage of this run but the report itself).",
+           f"- Python {platform.python_version()}; " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES) + ".",
+           f"- Device: {_device()}; params `device: {params.device}`, `threads: {params.threads}` "
+           f"(0: this process's cores divided among DVC queue workers); the report stage ran with "
+           f"{torch.get_num_threads()} torch thread(s).",
+           f"- Scale `{params.scale}`, seeds {', '.join(map(str, params.seeds))}.", ""]
+    times = stage_times(root)
+    if times:
+        total = times[-1][1] - times[0][1] + times[0][2]
+        out += ["Wall time of each stage, from its outputs' modification times (a stage restored from the "
+                f"cache shows its checkout time instead). From the first stage to the last: {total / 60:.1f} min.",
+                "", "<details><summary>Per-stage wall times</summary>", "",
+                *(f"- {name}: {sec:.0f} s" for name, _, sec in times), "", "</details>", ""]
+    return out
