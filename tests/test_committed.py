@@ -1,0 +1,61 @@
+"""The committed reproduction: the report, claims and metrics in git are the outputs dvc.lock
+records (DVC's cache: false outputs), the README shows its results table, and the report has no
+data gaps."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ("metrics/", "reports/", "sweeps/")
+
+
+def _committed_outs() -> dict[str, dict]:
+    stages = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out for entry in stages.values() for out in entry.get("outs", [])
+            if out["path"].startswith(COMMITTED)}
+
+
+def test_every_committed_output_is_in_git_and_in_dvc_lock():
+    outs = _committed_outs()
+    assert "reports/report.md" in outs and "reports/claims.json" in outs and len(outs) > 50
+    tracked = set(subprocess.run(["git", "ls-files", *COMMITTED], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    for path, out in outs.items():
+        if out.get("md5", "").endswith(".dir"):
+            assert any(t.startswith(path + "/") for t in tracked), path
+        else:
+            assert path in tracked, path
+
+
+def test_the_committed_outputs_are_what_dvc_lock_records():
+    """`dvc status` (which checks the cache: false outputs against dvc.lock without the cache) lists
+    none of them as changed."""
+    out = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    status = json.loads(out or "{}")
+    changed = [(stage, path, what) for stage, entries in status.items() for entry in entries
+               if isinstance(entry, dict) for path, what in (entry.get("changed outs") or {}).items()
+               if path.startswith(COMMITTED)]
+    assert changed == []
+    # and nothing the committed results depend on changed after they were made
+    deps = [(stage, path) for stage, entries in status.items() for entry in entries if isinstance(entry, dict)
+            for path in (entry.get("changed deps") or {}) if not path.startswith(("data/", "models/", "checks/"))]
+    assert deps == [], deps
+
+
+def test_the_committed_report_is_the_default_scale_without_data_gaps():
+    counts = json.loads((ROOT / "reports/claims.json").read_text())
+    gaps = counts.pop("gaps")
+    assert gaps["missing_output"] == gaps["unreadable"] == gaps["unexpected_layout"] == 0, gaps
+    assert "Scale: `default`" in (ROOT / "reports/report.md").read_text()
+
+
+def test_the_readme_opens_with_the_committed_results():
+    out = subprocess.run([sys.executable, "-m", "sae.report.readme", "--check"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
