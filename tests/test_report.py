@@ -581,3 +581,9 @@ def test_report_html_opens_in_a_headless_browser_with_every_figure_loaded(built,
     title = re.search(r"<title>([^<]*)</title>", out.stdout)
     n = len(rep.images)
     assert title and title.group(1) == f"loaded {n} of {n}", (out.stdout[:300], out.stderr[-1000:])
+
+
+def test_table_i_shows_the_denae_noise_as_a_std_like_the_paper(built):
+    _, rep = built
+    row = next(line for line in rep.markdown.splitlines() if line.startswith("| DenAE") and "σ" in line)
+    assert "0.5 (noise variance 0.25)" in row and "| 0.5 " in row, row

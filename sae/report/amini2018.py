@@ -1,6 +1,8 @@
 """amini2018 (000, L1SAE): Table I, Fig. 1a-b, Table II and Fig. 1c on every run dataset."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sae import catalog as C
@@ -59,6 +61,9 @@ def table_i(s: Section) -> None:
             v, why = _run_setting(s, d, n.ref.name, n.metric)
             if why:
                 notes.append(why)
+            elif n.metric == "level" and isinstance(v, (int, float)):
+                # our level is the noise VARIANCE; Table I gives sigma, its std: show like with like
+                values[d] = f"{fmt_value(round(math.sqrt(v), 6))} (noise variance {fmt_value(v)})"
             else:
                 values[d] = fmt_value(v)
         if values:
@@ -127,4 +132,28 @@ def fig1c(s: Section, d: str) -> None:
               f"weights change most from the first to the last stage) at the end of each alpha stage. "
               + s.dataset_sentence(d), "")
         s.doc.image(path, f"{PAPER} Fig. 1c on {d}")
-    s.add(*s.verdict_lines({"000-fig1c-alpha"}, d), "")
+    s.add(threshold_share(s, d), "")
+    s.add(*s.verdict_lines({"000-fig1c-alpha", "000-fig1c-control"}, d), "")
+
+
+def threshold_share(s: Section, d: str, rows: int = 2000) -> str:
+    """How much of the last sub-problem is l1: the share of validation codes above the final soft
+    threshold alpha*beta/N (000 eq. 8). Below it, Y = 0 and the coupling term is a quadratic pull to 0."""
+    import torch
+
+    from sae.data import prepared
+    from sae.errors import DataError
+    from sae.models import store
+    try:
+        model, hp = store.load(s.r.model_dir(PAPER, d, "l1prox"))
+        x = prepared.read(s.r.prepared_dir / d, hp["loop"]["input"])["x_val"][:rows]
+    except (DataError, OSError, KeyError) as exc:
+        return f"The share of codes above the final threshold is not available on {d}: {exc}."
+    thr = model.alpha * model.beta / hp["loop"]["batch"]
+    with torch.no_grad():
+        share = (model.encode(torch.as_tensor(x)) > thr).float().mean(dim=(1, 2)).tolist()
+    mean = sum(share) / len(share)
+    return (f"At the end of training the soft threshold is alpha*beta/N = {thr:.3g} (alpha = {model.alpha:.3g}, "
+            f"N = the batch of {hp['loop']['batch']}): {mean:.1%} of the validation codes lie above it "
+            f"(per seed {', '.join(f'{v:.1%}' for v in share)}), where the coupling term acts as the l1 penalty; "
+            f"the other codes are pulled to zero by a quadratic.")
