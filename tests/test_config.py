@@ -121,7 +121,8 @@ def test_a_value_names_the_layer_that_set_it(embedded):
     cfg = run_config(params, "makhzani2014", "mnist5k", "ksparse")
     assert cfg.source["epochs"] == "makhzani2014.train.mnist5k.epochs"
     assert cfg.source["hidden"] == "makhzani2014.train.mnist.hidden"  # the paper's value, via the stand-in
-    assert cfg.source["lr"] == "makhzani2014.model.ksparse.lr"
+    assert cfg.source["lr"] == "makhzani2014.model.ksparse.datasets.mnist5k.lr"  # the stand-in's own rate
+    assert run_config(params, "makhzani2014", "patches", "ksparse").source["lr"] == "makhzani2014.optim.lr"
 
 
 def test_a_stand_in_takes_the_settings_of_the_paper_dataset_it_stands_in_for(embedded):
@@ -129,7 +130,7 @@ def test_a_stand_in_takes_the_settings_of_the_paper_dataset_it_stands_in_for(emb
     raw = edited(raw, "makhzani2014.datasets", ["fashion"])
     params = validate(raw)
     cfg = run_config(params, "makhzani2014", "fashion", "ksparse")
-    assert (cfg.loop.hidden, cfg.loop.epochs, cfg.options["k"]) == (1000, 5000, 25)  # MNIST's, the paper's
+    assert (cfg.loop.hidden, cfg.loop.epochs, cfg.options["k"]) == (1000, 2, 25)  # MNIST's at this scale
 
 
 def test_finetune_and_sweep_settings_resolve(embedded):
@@ -158,3 +159,22 @@ def test_the_schema_documents_every_group():
     for name, field in schema.Params.model_fields.items():
         assert field.description or field.annotation in (schema.Classify, schema.Evaluate, schema.Statistics,
                                                          schema.AEProtocol, schema.SweepProtocol), name
+
+
+@pytest.mark.parametrize("scale", ["quick", "default"])
+def test_fashion_in_place_of_mnist_takes_the_scales_budget_not_the_papers(scale):
+    """The README's `-S 'datasets=[...,fashion]'` recipe must not silently train for 5000 epochs."""
+    from sae.config.protocol import finetune_settings, run_config
+    paper_scale = validate(compose("paper"))
+    raw = compose(scale)
+    raw["datasets"] = [*raw["datasets"], "fashion"]
+    for paper in ("amini2018", "seyyedsalehi2017", "makhzani2014"):
+        raw[paper]["datasets"] = ["fashion"]
+    params = validate(raw)
+    for paper in ("amini2018", "seyyedsalehi2017", "makhzani2014"):
+        model = params.protocol(paper).models[-1]
+        run, full = run_config(params, paper, "fashion", model), run_config(paper_scale, paper, "mnist", model)
+        assert run.loop.epochs < full.loop.epochs, (paper, model, run.loop.epochs)
+        if params.protocol(paper).finetune is not None and params.protocol(paper).finetune.models:
+            assert finetune_settings(params, paper, "fashion").epochs < \
+                finetune_settings(paper_scale, paper, "mnist").epochs
