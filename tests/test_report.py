@@ -587,3 +587,14 @@ def test_table_i_shows_the_denae_noise_as_a_std_like_the_paper(built):
     _, rep = built
     row = next(line for line in rep.markdown.splitlines() if line.startswith("| DenAE") and "σ" in line)
     assert "0.5 (noise variance 0.25)" in row and "| 0.5 " in row, row
+
+
+def test_a_list_valued_knob_and_the_classifier_reach_the_reductions_table():
+    """-S 'makhzani2014.model.ksparse.k_sweep=[40,10]' used to end the report stage in a TypeError."""
+    from sae.config import validate
+    from sae.report.scale import compose, compose_raw, reductions
+    full = compose(REPO / "conf")
+    raw = compose_raw(REPO / "conf", ["scale=quick", "makhzani2014.model.ksparse.k_sweep=[40,10]"])
+    rows = reductions(validate(raw), full, "makhzani2014")
+    assert any(r.setting == "k_sweep" and r.this_run == "[40, 10]" and r.paper == "[70, 40, 10, 15]" for r in rows)
+    assert any(r.setting == "classify.epochs" and r.paper == "40" and r.this_run == "20" for r in rows), rows

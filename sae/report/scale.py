@@ -62,11 +62,11 @@ def _diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
 
 
 def _grouped(found: dict, kind: str, dataset: str, all_models: list[str]) -> list[Reduction]:
-    """found: (key, paper value, run value) -> models; one row per difference, models named."""
+    """found: (key, paper value, run value), values as shown -> models; one row per difference."""
     out = []
     for (key, theirs, ours), models in found.items():
         who = "every model" if models == all_models else ", ".join(models)
-        out.append(Reduction(key, f"{kind} on {dataset}: {who}", fmt_value(theirs), fmt_value(ours)))
+        out.append(Reduction(key, f"{kind} on {dataset}: {who}", theirs, ours))
     return out
 
 
@@ -92,8 +92,8 @@ def _model_stages(run, full, paper: str, kind: str, dataset: str, models: list[s
         except ParamError as exc:
             why = str(exc)
             continue
-        for diff in _diff(ours, {**ref.loop.model_dump(), **ref.options}):
-            found.setdefault(diff, []).append(m)
+        for key, theirs, mine in _diff(ours, {**ref.loop.model_dump(), **ref.options}):
+            found.setdefault((key, fmt_value(theirs), fmt_value(mine)), []).append(m)  # list values: as text
     rows = _grouped(found, kind, dataset, models)
     if why is not None:
         rows.append(_no_counterpart(paper, dataset, kind, common or {}, why))
@@ -132,6 +132,9 @@ def reductions(run, full, paper: str) -> list[Reduction]:
     from sae.config import protocol as P
     mine, theirs = run.protocol(paper), full.protocol(paper)
     rows = _list_rows("seeds", run.seeds, full.seeds)
+    for group in ("classify", "evaluate"):  # the evaluate stages' settings (002's classifier, alpha grid)
+        rows += [Reduction(f"{group}.{k}", "evaluate (every model)", fmt_value(t), fmt_value(o))
+                 for k, t, o in _diff(getattr(run, group).model_dump(), getattr(full, group).model_dump())]
     rows += _list_rows(f"{paper}.datasets", mine.datasets, theirs.datasets)
     rows += _list_rows(f"{paper}.models", mine.models, theirs.models)
 
