@@ -88,3 +88,24 @@ def test_a_yaml_syntax_error_names_the_file(checked_repo):
     (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False) + "seeds: [0, 1\n")
     ours, output = _repro_fails(dest, before)
     assert "params.yaml" in output and len([l for l in output.splitlines() if "ERROR" in l or l.startswith("error:")]) == 1
+
+
+LIST_CASES = [  # list-valued overrides that drop stages: plain `dvc exp run` checks out the new pipeline first
+    ("amini2018.models=[ae,nosuchmodel]", "nosuchmodel"),
+    ("amini2018.datasets=[nosuchds]", "nosuchds"),
+    ("makhzani2014.datasets=[norb]", "norb"),
+]
+
+
+@pytest.mark.parametrize("override, named", LIST_CASES, ids=[o for o, _ in LIST_CASES])
+def test_a_refused_experiment_the_readme_way_leaves_every_output_and_params_yaml(checked_repo, override, named):
+    """The README's experiment path for list-valued overrides, `dvc exp run --temp`, never touches the
+    workspace: the refusal leaves every output byte-identical and params.yaml as it was."""
+    dest, raw, before = checked_repo
+    (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params_before = (dest / "params.yaml").read_bytes()
+    proc = dvc("exp", "run", "--temp", "-S", "scale=tiny", "-S", override, cwd=dest, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and named in output, output[-2000:]
+    assert digest(dest, *OUTPUTS) == before, "an output changed"
+    assert (dest / "params.yaml").read_bytes() == params_before
