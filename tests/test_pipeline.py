@@ -179,3 +179,19 @@ def test_the_paper_scale_lists_the_papers_datasets_and_stages(repo):
                   "evaluate-seyyedsalehi2017@cifar10-sl0sq", "sweep-arpit2016@cifar10_pixel_patches-sae0"):
         assert stage in stages, stage
     assert not any("mnist5k" in s or "optdigits@" in s for s in stages)
+
+
+def test_a_truncated_dvc_lock_is_recovered_without_retraining(repo):
+    """A kill -9 while DVC rewrites dvc.lock can truncate it; the README's two recoveries."""
+    dest, _ = repo
+    lock = dest / "dvc.lock"
+    good = lock.read_bytes()
+    lock.write_bytes(good[:len(good) // 5])
+    assert "up to date" not in dvc("status", cwd=dest, check=False).stdout
+    git("checkout", "-q", "--", "dvc.lock", cwd=dest)           # 1: the committed lock
+    assert "up to date" in dvc("status", cwd=dest).stdout
+    before = digest(dest, "models", "metrics", "reports")
+    lock.unlink()                                                # 2: no lock at all
+    out = dvc("repro", cwd=dest).stdout
+    assert not any(s.startswith("train-") for s in ran(out)), ran(out)   # restored from the run-cache
+    assert digest(dest, "models", "metrics") == {k: v for k, v in before.items() if not k.startswith("reports")}
