@@ -92,7 +92,9 @@ def lines(params, root: Path) -> list[str]:
     import torch
     out = ["## Provenance", "",
            f"- Code: git commit `{sha or 'unknown (not a git checkout)'}`"
-           + ("" if sha is None else ", with uncommitted changes" if dirty else ", clean") + ".",
+           + ("" if sha is None else ", with uncommitted changes" if dirty else ", clean")
+           + " when this report was built; a stage DVC skipped keeps the outputs of the code its dvc.lock "
+             "entry hashes.",
            f"- dvc.lock md5 `{lock_md5}` (every stage of this run but the report itself).",
            f"- Python {platform.python_version()}; " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES) + ".",
            f"- Device: {_device()}; params `device: {params.device}`, `threads: {params.threads}` "
