@@ -96,7 +96,8 @@ def lines(params, root: Path) -> list[str]:
            + " when this report was built; a stage DVC skipped keeps the outputs of the code its dvc.lock "
              "entry hashes.",
            f"- dvc.lock md5 `{lock_md5}` (every stage of this run but the report itself).",
-           f"- Python {platform.python_version()}; " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES) + ".",
+           f"- Python {platform.python_version()}; torch {torch.__version__} (its build); "
+           + ", ".join(f"{p} {_version(p)}" for p in PACKAGES if p != "torch") + ".",
            f"- Device: {_device()}; params `device: {params.device}`, `threads: {params.threads}` "
            f"(0: this process's cores divided among DVC queue workers); the report stage ran with "
            f"{torch.get_num_threads()} torch thread(s).",
