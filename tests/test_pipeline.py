@@ -51,10 +51,10 @@ def test_repro_builds_every_stage_offline_with_the_paper_in_its_name(repo):
     gaps = json.loads((dest / "reports/claims.json").read_text())["gaps"]  # a renamed key or path shows here
     assert gaps["missing_output"] == gaps["unreadable"] == gaps["unexpected_layout"] == 0, gaps
     # provenance: the commit the run started from (the fixture commits the outputs after it), the lock
-    # without the report's own entry, and the stages' wall times
+    # without the report's own entry, the versions, scale and seeds
     ran_at = git("rev-parse", "HEAD~1", cwd=dest).stdout.strip()
     assert f"git commit `{ran_at}`, clean" in report and "dvc.lock md5 `" in report, report[-3000:]
-    assert "- train-amini2018@optdigits-ae: " in report and f"torch {__import__('torch').__version__}" in report
+    assert f"torch {__import__('torch').__version__}" in report and "Scale `tiny`, seeds 0, 1." in report
 
 
 def test_nothing_to_do_afterwards(repo):

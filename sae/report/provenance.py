@@ -1,11 +1,8 @@
 """Which code, data and environment made a report: git commit, dvc.lock, package versions,
-device, threads, scale and seeds, and each stage's wall time.
+device, threads, scale and seeds.
 
 Read at report time from the run's own checkout: the report stage runs last, in the
 repository root, so its view is the run's (dvc.lock then holds every stage but this one).
-A stage's wall time is the gap between its newest output file and the newest output of the
-stage that finished before it (DVC runs stages one at a time); outputs restored from a cache
-carry checkout times, so the table says where its times come from.
 """
 from __future__ import annotations
 
@@ -15,8 +12,6 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-
-import yaml
 
 PACKAGES = ("torch", "numpy", "dvc", "pandas", "scipy", "zarr")
 COMMITTED_OUTPUTS = ("dvc.lock", "metrics", "reports", "sweeps")  # written by the run itself
@@ -62,26 +57,6 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def stage_times(root: Path) -> list[tuple[str, float, float]]:
-    """(stage, finished at (unix s), seconds since the stage before it finished) for every stage of
-    dvc.lock whose outputs exist, in the order they finished."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return []
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    ends = []
-    for name, entry in stages.items():
-        times = []
-        for out in entry.get("outs", []):
-            path = root / out["path"]
-            files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
-            times += [p.stat().st_mtime for p in files]
-        if times:
-            ends.append((name, max(times)))
-    ends.sort(key=lambda e: e[1])
-    return [(name, end, end - prev) for (name, end), (_, prev) in zip(ends[1:], ends)]
-
-
 def lines(params, root: Path) -> list[str]:
     """The report's provenance section (markdown lines)."""
     root = Path(root)
@@ -102,11 +77,7 @@ def lines(params, root: Path) -> list[str]:
            f"(0: this process's cores divided among DVC queue workers); the report stage ran with "
            f"{torch.get_num_threads()} torch thread(s).",
            f"- Scale `{params.scale}`, seeds {', '.join(map(str, params.seeds))}.", ""]
-    times = stage_times(root)
-    if times:
-        total = times[-1][1] - times[0][1] + times[0][2]
-        out += ["Wall time of each stage, from its outputs' modification times (a stage restored from the "
-                f"cache shows its checkout time instead). From the first stage to the last: {total / 60:.1f} min.",
-                "", "<details><summary>Per-stage wall times</summary>", "",
-                *(f"- {name}: {sec:.0f} s" for name, _, sec in times), "", "</details>", ""]
+    out += ["Per-stage wall times are not recorded yet: output modification times are not one (`dvc commit` "
+            "and checkouts rewrite them), and the stages do not log their own duration. The README gives the "
+            "measured wall time of the whole run.", ""]
     return out

@@ -134,9 +134,7 @@ def results_md(ctx: Context) -> str:
     """reports/results.md: per paper its verdict line and every published number this run measured
     on the paper's own dataset, beside ours (the README's opening table: sae.report.readme)."""
     from sae.report import provenance
-    times = provenance.stage_times(ctx.root)
-    took = f" in {(times[-1][1] - times[0][1] + times[0][2]) / 60:.0f} min" if times else ""
-    lines = [f"Made by `dvc repro` at scale `{ctx.params.scale}` ({len(ctx.params.seeds)} seeds){took} on "
+    lines = [f"Made by `dvc repro` at scale `{ctx.params.scale}` ({len(ctx.params.seeds)} seeds) on "
              f"{provenance.device_line()}; every number is the mean ± std over seeds (n). The verdict rule and every "
              "claim are in reports/report.md.", ""]
     glance = dict(zip(C.PAPERS, at_a_glance(ctx)))
