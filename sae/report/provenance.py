@@ -36,18 +36,11 @@ def _cpu_name() -> str:
 
 
 def device_line() -> str:
-    """'2 CPU cores (model name)' or the CUDA device's name."""
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{os.cpu_count()} CPU cores ({_cpu_name()})"
-
-
-def _device() -> str:
+    """'2 CPU cores (model name)' or 'CUDA: <device name>'."""
     import torch
     if torch.cuda.is_available():
         return f"CUDA: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores)"
+    return f"{os.cpu_count()} CPU cores ({_cpu_name()})"
 
 
 def _version(name: str) -> str:
@@ -73,7 +66,7 @@ def lines(params, root: Path) -> list[str]:
            f"- dvc.lock md5 `{lock_md5}` (every stage of this run but the report itself).",
            f"- Python {platform.python_version()}; torch {torch.__version__} (its build); "
            + ", ".join(f"{p} {_version(p)}" for p in PACKAGES if p != "torch") + ".",
-           f"- Device: {_device()}; params `device: {params.device}`, `threads: {params.threads}` "
+           f"- Device: {device_line()}; params `device: {params.device}`, `threads: {params.threads}` "
            f"(0: this process's cores divided among DVC queue workers); the report stage ran with "
            f"{torch.get_num_threads()} torch thread(s).",
            f"- Scale `{params.scale}`, seeds {', '.join(map(str, params.seeds))}.", ""]

@@ -73,14 +73,19 @@ def header(ctx: Context) -> None:
         "- A missing number is “—” with a footnote saying why.", "")
 
 
+def tally(c: dict[str, int], skip_zero: bool = False) -> str:
+    """'4 holds, 1 does not hold, ...' of a paper's counts()."""
+    return ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES if c[s.replace(' ', '_')] or not skip_zero)
+
+
 def at_a_glance(ctx: Context) -> list[str]:
     """One line per paper: its verdict word, its claim counts, the datasets and scale that decided it."""
     lines = []
     for paper, info in C.PAPERS.items():
         c = counts(ctx.verdicts, paper)
         sets = sorted({v.dataset for v in ctx.verdicts if v.claim.paper == paper and v.dataset})
-        tally = ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES if c[s.replace(' ', '_')])
-        lines.append(f"- **{paper}** ({info.short}): **{paper_verdict(c)}**: {tally} of {sum(c.values())} claims; "
+        lines.append(f"- **{paper}** ({info.short}): **{paper_verdict(c)}**: {tally(c, skip_zero=True)} of "
+                     f"{sum(c.values())} claims; "
                      f"on {', '.join(sets) or 'no dataset'}, scale `{ctx.params.scale}`, "
                      f"{len(ctx.params.seeds)} seeds.")
     return lines
@@ -94,7 +99,7 @@ def summary(ctx: Context) -> None:
     for paper, info in C.PAPERS.items():
         c = counts(ctx.verdicts, paper)
         t.add(f"{paper} ({info.short})", sum(c.values()),
-              f"**{paper_verdict(c)}**: " + ", ".join(f"{c[s.replace(' ', '_')]} {s}" for s in STATUSES))
+              f"**{paper_verdict(c)}**: " + tally(c))
     ctx.doc.table(t)
     for paper in C.PAPERS:
         ctx.doc.add(f"### {paper}: claims", "")
