@@ -128,7 +128,7 @@ INITS = ("glorot", "gaussian")
 CORRUPTIONS = ("mask", "gaussian")
 VISIBLE_UNITS = ("bernoulli", "gaussian")   # RBM visible units
 # input views of a prepared set (sae.data.prepared.input_view)
-VIEWS = ("pixels", "unit", "standardize", "standardize_unit")
+VIEWS = ("pixels", "center", "unit", "standardize", "standardize_unit")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear")
 SCALES = ("default", "quick", "paper", "tiny")

@@ -93,7 +93,8 @@ def evaluate_one(model, data: dict, *, n_classes: int, classify_cfg, alphas=(1.0
             l2, val_errors, clf = classify.select_l2(f_tr, data["y_train"], f_va, data["y_val"], classify_cfg.l2,
                                                      n_classes, seed=stream_seed(seed, "classify"), **fit_kwargs)
             err = min(val_errors)
-            log.debug("alpha=%s: validation error per l2 %s", a, val_errors)
+            if is_ksparse:  # 45 fits at the defaults: say which alpha is being fitted
+                log.info("alpha=%s: validation error %.4f (l2=%g)", a, err, l2)
             if best is None or err < best[0]:  # ties keep the smaller alpha (listed first)
                 best = (err, a, l2, clf)
         val_error, alpha, l2, clf = best
@@ -143,13 +144,17 @@ def evaluate_batch(model, layout, data: dict, *, n_classes: int, classify_cfg, e
     rows (variant label, bin_left, bin_right, count) of each variant's test codes (first seed)."""
     threshold = catalog.activation_threshold(getattr(model, "activation", "linear"))
     results, hist_rows, bad = [], [], []
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(layout.variants) * len(layout.seeds), desc="evaluate", unit="model", leave=False)
     for v in range(len(layout.variants)):
         per_seed = []
         for g, seed in zip(layout.models_of(v), layout.seeds):
+            bar.set_postfix_str(f"{layout.label(v) or 'model'} seed {seed}")
             r, h = evaluate_one(model.select(g), data, n_classes=n_classes, classify_cfg=classify_cfg,
                                 alphas=evaluate_cfg.alphas, batch=evaluate_cfg.batch, seed=seed)
             bad += null_nonfinite(r, f"{layout.label(v) + '/' if v else ''}seed{seed}.")
             per_seed.append(r)
+            bar.update(1)
             if g == layout.models_of(v)[0]:
                 hist = histogram(torch.nan_to_num(h), evaluate_cfg.hist_bins)
         label = layout.label(v)
@@ -158,6 +163,7 @@ def evaluate_batch(model, layout, data: dict, *, n_classes: int, classify_cfg, e
                         "n_test": int(data["x_test"].shape[0])})
         log.info("%s: test error %s, hoyer %s", label or "model", _fmt(results[-1]["logreg"]["test_error"]),
                  _fmt(results[-1]["hoyer"]))
+    bar.close()
     out = results[0]
     if len(results) > 1:
         out["variants"] = {layout.label(v): {**layout.variants[v], **results[v]} for v in range(1, len(results))}

@@ -16,6 +16,8 @@ def main(params, args):
     from sae.models import store
 
     start = time.perf_counter()
+    for path in (metrics_json, hist_csv):  # one line now, not a traceback after the fits
+        store.check_writable(Path(path).parent)
     device = stage_device(params)
     model, hparams = store.load(Path(model_dir), device)
     tensors, meta = prepared.read_tensors(Path(data_dir), hparams["loop"]["input"], device)

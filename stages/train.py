@@ -28,6 +28,7 @@ def main(params, args):
     store.check_writable(Path(out_dir))  # one line now, not a traceback after hours of training
     device = stage_device(params)
     data, meta = prepared.read_tensors(Path(data_dir), cfg.loop.input, device)
+    check_batch(cfg, data["x_train"].shape[-2])
     lay = layout(cfg.id, cfg.options, params.seeds)
     rule = stop_rule(cfg.loop, params.statistics)  # epochs is a cap when set (a declared reduction)
     hparams = {**cfg.hparams(params.seeds, meta["dim"]), "variants": list(lay.variants),
@@ -64,6 +65,15 @@ def main(params, args):
         last = result.history[-1]
         logging.getLogger("train").info("%s/%s/%s: %d models, final loss %s, val recon %s", paper, dataset, name,
                                         lay.n_models, _short(last["loss"]), _short(last["val_recon"]))
+
+
+def check_batch(cfg, n_train: int) -> None:
+    """ParamError naming the key when a batch exceeds the training split (it would train on one
+    short batch an epoch, silently)."""
+    from sae.errors import ParamError
+    if cfg.loop.batch > n_train:
+        where = cfg.source.get("batch", f"{cfg.paper}.train.{cfg.dataset}.batch")
+        raise ParamError(f"{where}={cfg.loop.batch}: exceeds the {n_train} training rows of {cfg.dataset}")
 
 
 def _short(values):

@@ -109,3 +109,60 @@ def test_a_refused_experiment_the_readme_way_leaves_every_output_and_params_yaml
     assert proc.returncode != 0 and named in output, output[-2000:]
     assert digest(dest, *OUTPUTS) == before, "an output changed"
     assert (dest / "params.yaml").read_bytes() == params_before
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="refusing CUDA needs a machine without it")
+def test_device_cuda_without_cuda_is_refused_by_check(checked_repo):
+    """-S device=cuda on a CPU machine: one line from `check`, never a run recorded as CUDA."""
+    dest, raw, before = checked_repo
+    (dest / "params.yaml").write_text(yaml.safe_dump(edited(raw, "device", "cuda"), sort_keys=False))
+    ours, output = _repro_fails(dest, before)
+    assert len(ours) == 1 and "device=cuda: no CUDA device is available" in ours[0], output[-2000:]
+
+
+def _stage(dest, raw, *argv, edits=()):
+    import subprocess
+    import sys
+    params = raw
+    for path, value in edits:
+        params = edited(params, path, value)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        return subprocess.run([sys.executable, *argv], cwd=dest, capture_output=True, text=True)
+    finally:
+        (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _one_line(done, message):
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+
+
+def test_a_stage_named_with_an_unknown_paper_says_so_in_one_line(checked_repo):
+    dest, raw, _ = checked_repo
+    done = _stage(dest, raw, "stages/train.py", "nopaper", "optdigits", "ae", "data/prepared/optdigits",
+                  "models/x", "checkpoints/x.pt")
+    _one_line(done, "paper='nopaper': unknown value; allowed: amini2018")
+
+
+def test_a_batch_larger_than_the_training_split_is_refused_before_training(checked_repo):
+    dest, raw, before = checked_repo
+    done = _stage(dest, raw, "stages/train.py", "makhzani2014", "optdigits", "ksparse", "data/prepared/optdigits",
+                  "models/batch-test", "checkpoints/batch-test.pt",
+                  edits=[("makhzani2014.train.optdigits.batch", 100000)])
+    _one_line(done, "makhzani2014.train.optdigits.batch=100000: exceeds the")
+    assert not (dest / "models/batch-test/model.pt").exists()
+
+
+def test_an_unwritable_metrics_path_is_refused_before_the_fits(checked_repo):
+    dest, raw, before = checked_repo
+    blocked = dest / "blocked"
+    blocked.write_text("a file where a folder should be\n")
+    try:
+        done = _stage(dest, raw, "stages/evaluate.py", "makhzani2014", "optdigits", "ksparse", "data/prepared/optdigits",
+                      "models/makhzani2014/optdigits/ksparse", "blocked/m.json", "blocked/h.csv")
+    finally:
+        blocked.unlink()
+    _one_line(done, "blocked: cannot write the outputs here")
+    assert digest(dest, *OUTPUTS) == before

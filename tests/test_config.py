@@ -178,3 +178,74 @@ def test_fashion_in_place_of_mnist_takes_the_scales_budget_not_the_papers(scale)
         if params.protocol(paper).finetune is not None and params.protocol(paper).finetune.models:
             assert finetune_settings(params, paper, "fashion").epochs < \
                 finetune_settings(paper_scale, paper, "mnist").epochs
+
+
+CLI_REFUSALS = [
+    (["nosuchkey=1"], "nosuchkey: unknown key; allowed:"),
+    (["makhzani2014.model.ksparse.kk=3"], "did you mean 'k'?"),
+    (["tiny"], "'tiny': an override is KEY=VALUE (for example scale=tiny)"),
+    (["scale=huge"], "scale='huge': unknown value; allowed: default, paper, quick, tiny"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CLI_REFUSALS)
+def test_the_compose_command_refuses_a_bad_override_in_one_line(tmp_path, argv, message):
+    """python -m sae.config explains what `dvc exp run -S` refuses: one line, no traceback, and
+    params.yaml untouched."""
+    import shutil
+    import subprocess
+    import sys
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "conf", repo / "conf")
+    (repo / "params.yaml").write_text("untouched\n")
+    done = subprocess.run([sys.executable, "-m", "sae.config", *argv], cwd=repo, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr
+    assert (repo / "params.yaml").read_text() == "untouched\n"
+
+
+def test_the_compose_command_helps_and_runs_from_a_subdirectory(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "conf", repo / "conf")
+    (repo / "sub").mkdir()
+    done = subprocess.run([sys.executable, "-m", "sae.config", "--help"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m sae.config")
+    done = subprocess.run([sys.executable, "-m", "sae.config", "scale=tiny"], cwd=repo / "sub", capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load((repo / "params.yaml").read_text())["scale"] == "tiny"
+
+
+@pytest.mark.parametrize("scale", ["quick", "default", "tiny"])
+def test_every_dataset_a_paper_can_run_takes_this_scales_budget(scale):
+    """Naming any of a paper's datasets (or a stand-in for one) in a reduced scale never silently
+    trains for the paper's budget: every model, fine-tuning and sweep stays below paper scale."""
+    paper_scale = validate(compose("paper"))
+    raw = compose(scale)
+    for paper in catalog.PAPER_IDS:
+        for dataset in (d for d, info in catalog.DATASETS.items()
+                        if info.stands_in_for in catalog.PAPERS[paper].datasets):
+            run = copy.deepcopy(raw)
+            run["datasets"] = list(dict.fromkeys([*run["datasets"], dataset]))
+            run[paper]["datasets"] = [dataset]
+            if paper == "makhzani2014":
+                run[paper]["filters"]["datasets"] = [dataset]
+            params = validate(run)
+            paper_ds = catalog.stands_in_for(dataset)
+            protocol = params.protocol(paper)
+            if paper == "arpit2016":
+                assert sweep_settings(params, paper, dataset).epochs < \
+                    sweep_settings(paper_scale, paper, paper_ds).epochs, (scale, paper, dataset)
+                continue
+            for model in protocol.models:
+                epochs = run_config(params, paper, dataset, model).loop.epochs
+                full = run_config(paper_scale, paper, paper_ds, model).loop.epochs
+                assert epochs < full, (scale, paper, dataset, model, epochs)
+            labelled = catalog.DATASETS[dataset].kind not in ("patches", "pixel_patches")  # fine-tuning needs labels
+            if labelled and protocol.finetune is not None and protocol.finetune.models:
+                assert finetune_settings(params, paper, dataset).epochs < \
+                    finetune_settings(paper_scale, paper, paper_ds).epochs, (scale, paper, dataset)

@@ -229,3 +229,17 @@ def test_stratified_split_deterministic_and_no_test():
         np.testing.assert_array_equal(u, v)
     assert not np.array_equal(a[1], c[1])
     assert a[2].size == 0 and len(a[0]) + len(a[1]) == len(y)
+
+
+def test_the_center_view_subtracts_the_training_mean_only():
+    """The `center` input view (002's MNIST autoencoders): x minus the training mean, unscaled."""
+    from sae.data.prepared import input_view
+    rng = np.random.default_rng(0)
+    x_train = rng.random((50, 6)).astype(np.float32)
+    x_test = rng.random((7, 6)).astype(np.float32)
+    stats = {"mean": x_train.mean(0), "std": x_train.std(0) + 5, "x_min": 0.0, "x_max": 1.0}
+    centred = input_view(x_train, stats, "center")
+    assert centred.dtype == np.float32
+    np.testing.assert_allclose(centred.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(input_view(x_test, stats, "center"), x_test - x_train.mean(0), atol=1e-7)
+    np.testing.assert_allclose(centred.std(0), x_train.std(0), rtol=1e-5)  # no scaling

@@ -440,4 +440,9 @@ class Params(Strict):
         return _distinct(v)
 
     def protocol(self, paper: str):
+        """The protocol group of `paper` (ParamError naming it when there is none)."""
+        if paper not in C.PAPER_IDS:
+            from sae.config import unknown
+            from sae.errors import ParamError
+            raise ParamError(unknown("paper", paper, C.PAPER_IDS))
         return getattr(self, paper)

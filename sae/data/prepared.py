@@ -126,6 +126,8 @@ def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:
     """x (N, D) as stored -> what the model sees.
 
     pixels: as stored ([0,1] images; LCN+ZCA values for patch sets);
+    center: pixels minus their training mean (no scaling): a linear or ReLU code of non-negative
+        pixels otherwise favours the units aligned with the mean digit, and the rest never fire;
     standardize: per-dimension (x - mean)/std with training statistics (002 sec. 4.1, 003 sec. 3);
     standardize_unit: standardised, then mapped into (0,1) for sigmoid decoders (001 sec. IV-B);
     unit: pixels when they already lie in [0,1], else standardize_unit.
@@ -136,6 +138,8 @@ def input_view(x: np.ndarray, stats, view: str) -> np.ndarray:
         return x
     if view not in VIEWS:
         raise DataError(f"input view {view!r}: allowed: {', '.join(VIEWS)}")
+    if view == "center":
+        return (np.asarray(x, dtype=np.float32) - np.asarray(stats["mean"], dtype=np.float32)).astype(np.float32)
     z = preprocess.standardize(x, stats["mean"], stats["std"]).astype(np.float32)
     if view == "standardize":
         return z
