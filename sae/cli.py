@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Callable
 
 from sae.errors import SaeError
@@ -98,9 +99,13 @@ def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str
     """Validate params.yaml, then call main(params, args); SaeError -> one line on stderr, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = sys.argv[1:] if argv is None else argv
+    start = time.perf_counter()
     try:
         from sae.config import load
         main(load(params_path), args)
+        # the stage body's wall time (start-up before this function excluded): what a slow run spends
+        logging.getLogger("stage").info("%s %s: %.1f s", os.path.basename(sys.argv[0]), " ".join(args[:3]),
+                                        time.perf_counter() - start)
     except SaeError as exc:
         sys.stderr.write(f"\nerror: {exc}\n")  # on a line of its own, whatever a progress bar left
         sys.exit(2)
