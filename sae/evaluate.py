@@ -97,6 +97,8 @@ def evaluate_one(model, data: dict, *, n_classes: int, classify_cfg, alphas=(1.0
                 log.info("alpha=%s: validation error %.4f (l2=%g)", a, err, l2)
             if best is None or err < best[0]:  # ties keep the smaller alpha (listed first)
                 best = (err, a, l2, clf)
+            if is_ksparse and a == 1:  # encoding with the k units of training (002 sec. 2.2: alpha*k is better)
+                logreg["k_test_error"] = classify.error_rate(clf, codes(model, x_te, batch, a), data["y_test"])
         val_error, alpha, l2, clf = best
         f_te = codes(model, x_te, batch, alpha)
         logreg.update(test_error=classify.error_rate(clf, f_te, data["y_test"]), val_error=val_error, l2=l2)
@@ -127,6 +129,8 @@ def summarise(per_seed: list[dict], seeds) -> dict:
                      "l2": [x["l2"] for x in lr]}
     if "alpha" in lr[0]:
         out["logreg"]["alpha"] = [x["alpha"] for x in lr]
+    if "k_test_error" in lr[0]:
+        out["logreg"]["k_test_error"] = stats.summary([x["k_test_error"] for x in lr])
     if "skipped" in lr[0]:
         out["logreg"]["skipped"] = lr[0]["skipped"]
     out["units"] = per_seed[0]["units"]

@@ -54,14 +54,18 @@ def test_ksparse_alpha_is_chosen_on_validation(tmp_path_factory):
     """Every alpha is tried; the chosen one has the lowest validation error."""
     d = tensors(prepared_dir(tmp_path_factory, "optdigits"))
     model = _trained("ksparse", d, [0], 4, 100, k=10, k_start=40, alpha=2)
-    errors = {}
+    errors, k_only = {}, None
     for a in (1.0, 3.0):
         r, _ = evaluate.evaluate_one(model, _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=[a])
         errors[a] = r["logreg"]["val_error"]
         assert r["units"] == round(a * 10)
+        k_only = r["logreg"]["test_error"] if a == 1.0 else k_only
+        assert ("k_test_error" in r["logreg"]) == (a == 1.0)
     both, _ = evaluate.evaluate_one(model, _data(d), n_classes=10, classify_cfg=CLASSIFY, alphas=[1.0, 3.0])
     assert both["logreg"]["val_error"] == min(errors.values())
     assert both["logreg"]["alpha"] == min(errors, key=lambda a: (errors[a], a))
+    # the k units of training (alpha = 1) keep their own test error beside the chosen alpha's (002 sec. 2.2)
+    assert both["logreg"]["k_test_error"] == k_only
 
 
 def test_a_batch_is_evaluated_per_seed_and_per_k_and_summarised_over_seeds(tmp_path_factory):

@@ -25,7 +25,8 @@ REF = re.compile(r"^(?P<name>\w+)(?:\[k=(?P<k>\d+)\])?(?::(?P<metric>\w+))?$")
 # metrics of the evaluate JSON: their path of keys (logreg_accuracy is 100% minus the error)
 EVAL_KEYS = {"recon_error": ("recon_error",), "gini": ("gini",), "hoyer": ("hoyer",), "ssd": ("ssd",),
              "activation_fraction": ("activation_fraction",), "dead_fraction": ("dead_fraction",),
-             "logreg_test_error": ("logreg", "test_error"), "logreg_accuracy": ("logreg", "test_error")}
+             "logreg_test_error": ("logreg", "test_error"), "logreg_accuracy": ("logreg", "test_error"),
+             "logreg_k_test_error": ("logreg", "k_test_error")}
 # metrics of the finetune JSON: (kind, as an error rate)
 FINETUNE_KEYS = {"shallow_finetune_error": ("shallow", True), "deep_finetune_error": ("deep", True),
                  "none_finetune_error": ("none", True), "shallow_finetune_accuracy": ("shallow", False),
@@ -265,10 +266,12 @@ class RunResults:
             if metric.startswith("logreg") and (entry.get("logreg") or {}).get("skipped"):
                 return missing(entry["logreg"]["skipped"])
             s = _dig(entry, EVAL_KEYS[metric])
+            if metric == "logreg_k_test_error" and s is None and isinstance(entry.get("logreg"), dict):
+                return missing("no test error on the k training units (evaluate.alphas without 1)")
             if not isinstance(s, dict) or not isinstance(s.get("per_seed"), list):
                 return missing(f"no {'.'.join(EVAL_KEYS[metric])} in the {ref.name} metrics file")
             per_seed = [_finite(v) for v in s["per_seed"]]
-            if metric == "logreg_test_error":
+            if metric in ("logreg_test_error", "logreg_k_test_error"):
                 per_seed = [None if v is None else 100.0 * v for v in per_seed]
             elif metric == "logreg_accuracy":
                 per_seed = [None if v is None else 100.0 * (1.0 - v) for v in per_seed]
