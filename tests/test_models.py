@@ -393,3 +393,17 @@ def test_gaussian_init_std_and_one_seed_per_model():
     assert abs(float(m.W.detach().std()) - 0.01) < 5e-4 and not m.b.detach().any()
     alone = build("ksparse", 400, 300, k=10, generators=init_generators([8]))
     assert torch.equal(alone.W[0], m.W[1]) and not torch.equal(m.W[0], m.W[1])
+
+
+def test_the_squared_smoothed_l0_prefers_h2_and_the_plain_l0_h1_as_in_001_sec_iii():
+    """001 sec. III: of two codes of 5 samples (columns) by 4 units, sum ||h||_0 prefers H1 (9
+    against 10 non-zeros) while sum ||h||_0^2 (eq. 6) prefers H2 (20 against 21), which spreads
+    the sparsity evenly; the smoothed penalty (eq. 7) at a small sigma agrees with both."""
+    from sae.models.penalties import smoothed_l0_squared
+    H1 = torch.tensor([[0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 0, 0, 1, 0], [1, 1, 0, 0, 1]], dtype=torch.float32)
+    H2 = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 0, 1], [1, 1, 0, 1, 0], [0, 0, 0, 1, 1]], dtype=torch.float32)
+    codes = {name: H.T[None] for name, H in (("H1", H1), ("H2", H2))}  # (G=1, B=5 samples, M=4 units)
+    l0 = {name: float((h != 0).sum()) for name, h in codes.items()}
+    squared = {name: float(smoothed_l0_squared(h, 0.01).sum()) for name, h in codes.items()}
+    assert l0 == {"H1": 9.0, "H2": 10.0}
+    assert squared == pytest.approx({"H1": 21.0, "H2": 20.0})

@@ -433,6 +433,27 @@ def test_trend_rules():
     assert "Spearman rho -1.00" in evidence and "(n=3)" in evidence
 
 
+
+def test_onset_floor_and_shape_rules():
+    """003 sec. 3.1.1's numbers as tests: dead units only below about 0.05 (onset), an activation
+    fraction never far below 0.1 (floor); and the shape read from a curve (differs)."""
+    level = 0.05
+    af = _curve([0.4, 0.2, 0.08, 0.03], 0.002)
+    no_dead, late, early = (_curve(d, 0.001 if any(d) else 0.0) for d in
+                            ([0, 0, 0, 0], [0, 0, 0, 0.05], [0, 0.05, 0.06, 0.08]))
+    assert trends.onset(af, late, 0.05, level).verdict == stats.HOLDS
+    assert trends.onset(af, early, 0.05, level).verdict == stats.FAILS       # dead at activation 0.2 > 2 x 0.05
+    assert trends.onset(af, no_dead, 0.05, level).verdict == stats.INCONCLUSIVE
+    high = _curve([0.6, 0.5, 0.45, 0.4], 0.002)
+    assert "never fell" in trends.onset(high, no_dead, 0.05, level).evidence
+    assert trends.floor(_curve([0.5, 0.3, 0.15, 0.11], 0.002), 0.1, level).verdict == stats.HOLDS
+    assert trends.floor(_curve([0.5, 0.3, 0.1, 0.02], 0.002), 0.1, level).verdict == stats.FAILS
+    assert trends.floor(high, 0.1, level).verdict == stats.INCONCLUSIVE    # never came near the floor
+    assert trends.shape(_curve([0.6, 0.45, 0.3, 0.2], 0.005), level) == "falls"
+    assert trends.shape(_curve([0.2, 0.3, 0.4, 0.6], 0.005), level) == "rises"
+    assert trends.shape(_curve([0.55, 0.45, 0.5, 0.42], 0.15), level) is None
+
+
 # ---------------------------------------------------------------- the data tables
 
 
@@ -441,9 +462,12 @@ def test_claims_file_is_valid():
     assert {c.paper for c in claims} == set(C.PAPERS)
     fig4 = {c.winners[0].name for c in claims if c.id.startswith("003-fig4")}
     assert fig4 == {"dae", "cae", "mdae", "sae0"}                 # 003 sec. 3.2: every model of Fig. 4
-    # 003 calls Fig. 5 (and CAE / mDAE in Fig. 2) unpredictable: no trend is claimed there
-    assert not any("Fig. 5" in c.section for c in claims)
-    assert not any("Fig. 2" in c.section and c.winners[0].name in ("cae", "mdae") for c in claims)
+    # 003 calls Fig. 5 (and CAE / mDAE in Fig. 2) unpredictable: no trend is claimed there, only
+    # that the two datasets differ
+    assert not any("Fig. 5" in c.section and c.check != "differs" for c in claims)
+    assert not any("Fig. 2" in c.section and c.winners[0].name in ("cae", "mdae") and c.check != "differs"
+                   for c in claims)
+    assert {c.id for c in claims if c.check == "differs"} == {"003-fig2-differs", "003-fig5-differs"}
     c = next(c for c in claims if c.id == "000-fig1c-alpha")
     assert (c.check, c.metric, str(c.winners[0]), c.losers, c.expect) == ("stages", "val_gini", "l1prox", (), "rises")
     c = next(c for c in claims if c.id == "000-fig1c-control")
@@ -470,7 +494,7 @@ def test_published_rows_resolve_at_paper_scale():
     full = compose(REPO / "conf")
     ledger = S.read_rows(REPO / "sae/report/deviations.csv", S.LEDGER_COLUMNS)
     numbers = PUB.read_published(PUBLISHED)
-    assert {n.paper for n in numbers} == {"amini2018", "makhzani2014"}
+    assert {n.paper for n in numbers} == {"amini2018", "makhzani2014", "arpit2016"}
     for n in numbers:
         if n.ref is None:
             assert any(r["paper"] == n.paper and r["item"].startswith(n.source + " ") for r in ledger), n

@@ -14,6 +14,12 @@ datasets (paper datasets), activation, unit_norm, expect. Checks:
   one-sample t-test), Holm-corrected over the boundaries.
 - trend (003): for each winner model, with `activation` and each `unit_norm`, the activation
   fraction against the coefficient `expect`s to fall or stay flat (sae.report.trends.judge).
+- onset / floor (003 sec. 3.1.1): the same sweep curves against a number the paper gives
+  (published.csv, the row named by `expect`): dead units appear only once the activation
+  fraction falls to about it (trends.onset), or the activation fraction never goes below about
+  it (trends.floor).
+- differs (003 Figs. 2, 5): each winner's curve has a different shape (falls / rises / flat,
+  trends.shape) on the run's datasets: one verdict across them.
 
 A comparison needs at least two seeds on each side: with fewer, the claim is "not measured".
 
@@ -38,7 +44,9 @@ from sae.report.results import Ref, RunResults
 
 CLAIM_COLUMNS = ("id", "paper", "section", "statement", "check", "metric", "winners", "losers", "datasets",
                  "activation", "unit_norm", "expect")
-CHECKS = ("ordering", "stages", "trend")
+CHECKS = ("ordering", "stages", "trend", "onset", "floor", "differs")
+SWEEP_CHECKS = ("trend", "onset", "floor", "differs")   # read 003's sweep tables
+PUBLISHED_CHECKS = ("onset", "floor")                  # compare with a published.csv number
 EXPECT = {"stages": ("rises", "falls"), "trend": ("falls", "rises", "flat")}
 STATUSES = (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, stats.UNMEASURED)
 # the per-epoch value a scheduled model logs (dvclive scalar curve), by registry id
@@ -69,10 +77,13 @@ class Verdict:
     evidence: str           # every number behind the verdict
     means: str = ""         # the deciding means ± std, in one short line
     p: float | None = None  # the largest Holm-adjusted p of its tests (None: no test)
+    across: tuple[str, ...] = ()  # the run datasets of a verdict taken across several (differs)
 
     @property
     def where(self) -> str:
         """'on optdigits' (+ ' (not a dataset of this paper)' for a generic stand-in)."""
+        if self.across:
+            return "across " + ", ".join(self.across)
         if self.dataset is None:
             return ""
         if C.stands_in_for(self.dataset) in C.PAPERS[self.claim.paper].datasets:
@@ -109,11 +120,13 @@ def _claim(row: dict, where: str) -> Claim:
     if row["check"] in EXPECT and row["expect"] not in EXPECT[row["check"]]:
         raise DataError(f"{where}: expect={row['expect']!r}; allowed: {', '.join(EXPECT[row['check']])}")
     unit_norm = tuple(x.lower() == "true" for x in _split(row["unit_norm"]))
-    if row["check"] == "trend":
+    if row["check"] in SWEEP_CHECKS:
         bad = [str(r) for r in winners if r.name not in C.SWEEP_MODELS]
         if bad or row["activation"] not in C.SWEEP_ACTIVATIONS or not unit_norm:
-            raise DataError(f"{where}: a trend needs sweep models ({', '.join(C.SWEEP_MODELS)}), an activation "
-                            f"({', '.join(C.SWEEP_ACTIVATIONS)}) and unit_norm true and/or false")
+            raise DataError(f"{where}: a {row['check']} claim needs sweep models ({', '.join(C.SWEEP_MODELS)}), an "
+                            f"activation ({', '.join(C.SWEEP_ACTIVATIONS)}) and unit_norm true and/or false")
+    if row["check"] in PUBLISHED_CHECKS and not row["expect"].strip():
+        raise DataError(f"{where}: an {row['check']} claim names its published.csv row in `expect`")
     return Claim(row["id"], row["paper"], row["section"], row["statement"], row["check"], row["metric"], winners,
                  losers, datasets, row["activation"], unit_norm, row["expect"])
 
@@ -202,7 +215,7 @@ def check_ordering(claim: Claim, results: RunResults, dataset: str, level: float
     values = {ref: results.value(claim.paper, dataset, ref, ref.metric or claim.metric) for ref in refs}
     lacking = [f"{_label(r, claim)}: {v.note}" for r, v in values.items() if not v.ok]
     if lacking:
-        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(lacking))
+        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(dict.fromkeys(lacking)))
     if any((r.metric or claim.metric) == "recon_error" for r in refs):
         views = {r: results.input_view(claim.paper, dataset, r) for r in refs}
         if len(set(views.values())) > 1:
@@ -273,37 +286,100 @@ def check_stages(claim: Claim, results: RunResults, dataset: str, level: float) 
 
 
 def check_trend(claim: Claim, results: RunResults, dataset: str, level: float) -> Verdict:
-    grid = results.params.protocol(claim.paper).grid
-    if claim.activation not in grid.activations:
-        return Verdict(claim, dataset, stats.UNMEASURED, f"{claim.activation} is not in this run's "
-                                                         f"{claim.paper}.grid.activations")
     parts, verdicts, lacking, shown = [], [], [], []
     for ref in claim.winners:
-        df, why = results.sweep(claim.paper, dataset, ref.name)
-        found = {} if df is None else trends.curves(df)
         for unit in claim.unit_norm:
-            rows = "unit-length" if unit else "unconstrained"
-            curve = found.get((ref.name, claim.activation, unit))
-            if curve is None:
-                lacking.append(f"{ref} {rows}: " + (why or f"no {claim.activation} {rows} rows in its sweep table "
-                                                           f"({claim.paper}.grid.unit_norm)"))
+            found, why = _sweep_curves(claim, results, dataset, ref, unit)
+            if found is None:
+                lacking.append(why)
                 continue
-            few = [c for c, v in zip(curve.coefficients, curve.per_seed) if len(v) < 2]
-            if few:
-                lacking.append(f"{ref} {rows}: fewer than two seeds at coefficient {few[0]:g}: no test")
-                continue
+            curve, rows = found["activation_fraction"], "unit-length" if unit else "unconstrained"
             shown.append(f"{ref} {rows}: {trends.point(curve, 0)} -> {trends.point(curve, -1)}")
             t = trends.judge(curve, claim.expect, level)
             verdicts.append(t.verdict)
             lost = f"; {curve.diverged} runs without a finite value" if curve.diverged else ""
             parts.append(f"{ref} {claim.activation} {rows}: {t.verdict} ({t.evidence}{lost})")
     if lacking:
-        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(lacking))
+        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(dict.fromkeys(lacking)))
     return Verdict(claim, dataset, combine(verdicts), f"expected {claim.expect}: " + "; ".join(parts),
                    "; ".join(shown))
 
 
-CHECK = {"ordering": check_ordering, "stages": check_stages, "trend": check_trend}
+def _sweep_curves(claim: Claim, results: RunResults, dataset: str, ref: Ref, unit: bool,
+                  values=("activation_fraction",)):
+    """The claim's curves of one winner and constraint on `dataset` ({value: Curve}), or (None, why)."""
+    rows = "unit-length" if unit else "unconstrained"
+    grid = results.params.protocol(claim.paper).grid
+    if claim.activation not in grid.activations:
+        return None, f"{claim.activation} is not in this run's {claim.paper}.grid.activations"
+    df, why = results.sweep(claim.paper, dataset, ref.name)
+    found = {v: ({} if df is None else trends.curves(df, v)).get((ref.name, claim.activation, unit)) for v in values}
+    if any(c is None for c in found.values()):
+        return None, f"{ref} {rows}: " + (why or f"no {claim.activation} {rows} rows in its sweep table "
+                                                  f"({claim.paper}.grid.unit_norm)")
+    few = [c for curve in found.values() for c, v in zip(curve.coefficients, curve.per_seed) if len(v) < 2]
+    if few:
+        return None, f"{ref} {rows}: fewer than two seeds at coefficient {few[0]:g}: no test"
+    return found, None
+
+
+def check_published(claim: Claim, results: RunResults, dataset: str, level: float, published=()) -> Verdict:
+    """onset / floor: every winner and constraint against the paper's number (published.csv)."""
+    number = next((n for n in published if n.paper == claim.paper and n.row == claim.expect), None)
+    if number is None:
+        raise DataError(f"claim {claim.id}: no published.csv row {claim.expect!r} of {claim.paper}")
+    parts, verdicts, lacking, shown = [], [], [], []
+    for ref in claim.winners:
+        for unit in claim.unit_norm:
+            found, why = _sweep_curves(claim, results, dataset, ref, unit, ("activation_fraction", "dead_fraction"))
+            if found is None:
+                lacking.append(why)
+                continue
+            af = found["activation_fraction"]
+            t = trends.onset(af, found["dead_fraction"], number.value, level) if claim.check == "onset" else \
+                trends.floor(af, number.value, level)
+            rows = "unit-length" if unit else "unconstrained"
+            verdicts.append(t.verdict)
+            shown.append(f"{ref} {rows}: lowest activation fraction {min(af.means):.3g}")
+            parts.append(f"{ref} {claim.activation} {rows}: {t.verdict} ({t.evidence})")
+    if lacking:
+        return Verdict(claim, dataset, stats.UNMEASURED, "; ".join(dict.fromkeys(lacking)))
+    return Verdict(claim, dataset, combine(verdicts), f"the paper's {number.text} ({number.source}): " +
+                   "; ".join(parts), "; ".join(shown))
+
+
+def check_differs(claim: Claim, results: RunResults, datasets: list[str], level: float) -> Verdict:
+    """differs: each winner's curve shape (falls / rises / flat) on every run dataset; holds when
+    the shapes are all known and not all the same, does not hold when all known and the same."""
+    if len(datasets) < 2:
+        return Verdict(claim, datasets[0] if datasets else None, stats.UNMEASURED,
+                       "a difference between datasets needs two of them in this run")
+    parts, verdicts, lacking = [], [], []
+    for ref in claim.winners:
+        for unit in claim.unit_norm:
+            shapes = {}
+            for d in datasets:
+                found, why = _sweep_curves(claim, results, d, ref, unit)
+                if found is None:
+                    lacking.append(f"{d}: {why}")
+                    continue
+                shapes[d] = trends.shape(found["activation_fraction"], level)
+            if len(shapes) < len(datasets):
+                continue
+            known = [s for s in shapes.values() if s is not None]
+            verdict = stats.INCONCLUSIVE if len(known) < len(shapes) else \
+                stats.HOLDS if len(set(known)) > 1 else stats.FAILS
+            verdicts.append(verdict)
+            rows = "unit-length" if unit else "unconstrained"
+            parts.append(f"{ref} {claim.activation} {rows}: " +
+                         ", ".join(f"{d} {s or 'no clear trend'}" for d, s in shapes.items()) + f" -> {verdict}")
+    if lacking:
+        return Verdict(claim, None, stats.UNMEASURED, "; ".join(dict.fromkeys(lacking)), across=tuple(datasets))
+    return Verdict(claim, None, combine(verdicts), "; ".join(parts), "; ".join(parts), across=tuple(datasets))
+
+
+CHECK = {"ordering": check_ordering, "stages": check_stages, "trend": check_trend, "onset": check_published,
+         "floor": check_published}
 
 
 def run_datasets(claim: Claim, results: RunResults) -> list[str]:
@@ -314,8 +390,10 @@ def run_datasets(claim: Claim, results: RunResults) -> list[str]:
             if C.stands_in_for(d) in claim.datasets or C.stands_in_for(d) not in paper_sets]
 
 
-def evaluate(claims: list[Claim], results: RunResults) -> list[Verdict]:
-    """One verdict per (claim, run dataset); one 'not measured' verdict for a claim no run dataset measures."""
+def evaluate(claims: list[Claim], results: RunResults, published=()) -> list[Verdict]:
+    """One verdict per (claim, run dataset) (a `differs` claim: one across them); one 'not
+    measured' verdict for a claim no run dataset measures. published: the published.csv numbers
+    (sae.report.published) that onset / floor claims compare with."""
     level = results.params.statistics.level
     out = []
     for claim in claims:
@@ -324,7 +402,12 @@ def evaluate(claims: list[Claim], results: RunResults) -> list[Verdict]:
             need = ", ".join(C.PAPER_DATASETS[d] for d in claim.datasets)
             out.append(Verdict(claim, None, stats.UNMEASURED, f"no dataset of this run's {claim.paper}.datasets "
                                                               f"stands in for {need}"))
-        out += [CHECK[claim.check](claim, results, d, level) for d in datasets]
+        elif claim.check == "differs":
+            out.append(check_differs(claim, results, datasets, level))
+        elif claim.check in PUBLISHED_CHECKS:
+            out += [check_published(claim, results, d, level, published) for d in datasets]
+        else:
+            out += [CHECK[claim.check](claim, results, d, level) for d in datasets]
     return out
 
 

@@ -181,9 +181,10 @@ def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, swe
         paper_scale, scale_error = compose(conf_dir), None
     except (DataError, ParamError) as exc:
         paper_scale, scale_error = None, str(exc)
-    verdicts = evaluate(load_claims(CLAIMS), results)
+    published = read_published(PUBLISHED)
+    verdicts = evaluate(load_claims(CLAIMS), results, published)
     doc = Doc(reports_dir / "report.md")
-    ctx = Context(params, results, read_published(PUBLISHED), S.read_rows(SETTINGS, S.SETTINGS_COLUMNS),
+    ctx = Context(params, results, published, S.read_rows(SETTINGS, S.SETTINGS_COLUMNS),
                   S.read_rows(DEVIATIONS, S.LEDGER_COLUMNS), verdicts, paper_scale, scale_error, doc, fig_dir,
                   tables_dir)
     ctx.root = Path(conf_dir).resolve().parent

@@ -123,3 +123,66 @@ def judge(curve: Curve, expect: str, level: float) -> Trend:
     else:
         verdict = stats.INCONCLUSIVE
     return Trend(verdict, f"{point(curve, 0)} -> {point(curve, -1)} ({_describe(cmp)}); {shape}")
+
+
+# Ours (003 gives its numbers as "around 0.05", "does not go below 0.1"): "about x" spans a factor
+# of ABOUT either way, and a grid point has dead units when their mean fraction exceeds DEAD_TOL
+# and is significantly above zero.
+ABOUT = 2.0
+DEAD_TOL = 0.01
+
+
+def _has_dead(values: tuple[float, ...], level: float) -> bool:
+    mean = sum(values) / len(values)
+    return mean > DEAD_TOL and stats.compare(values, [0.0] * len(values), "higher", level).verdict == stats.HOLDS
+
+
+def onset(af: Curve, dead: Curve, published: float, level: float) -> Trend:
+    """003 sec. 3.1.1: dead units appear only once the activation fraction falls to about
+    `published`. Does not hold when some grid point above ABOUT * published has dead units;
+    holds when none does and some point at or below it has them; inconclusive otherwise (the
+    curve never got there, or no unit died)."""
+    dead_at = dict(zip(dead.coefficients, dead.per_seed))
+    bound = published * ABOUT
+    early, late, near = [], [], []
+    for c, mean in zip(af.coefficients, af.means):
+        d = dead_at.get(c)
+        if mean <= bound:
+            near.append(c)
+        if d is None or len(d) < 2 or not _has_dead(d, level):
+            continue
+        (late if mean <= bound else early).append((c, mean, sum(d) / len(d)))
+    show = lambda pts: ", ".join(f"{m:.3g} at coefficient {c:g} (dead {x:.3g})" for c, m, x in pts)  # noqa: E731
+    if early:
+        return Trend(stats.FAILS, f"dead units while the activation fraction is above {bound:g}: {show(early)}")
+    if late:
+        return Trend(stats.HOLDS, f"no dead units while the activation fraction is above {bound:g}; dead units "
+                                  f"from activation fraction {show(late[:1])}")
+    if not near:
+        return Trend(stats.INCONCLUSIVE, f"the activation fraction never fell to {bound:g} (lowest mean "
+                                         f"{min(af.means):.3g}): no onset to see")
+    return Trend(stats.INCONCLUSIVE, f"no dead units even at activation fraction {min(af.means):.3g}")
+
+
+def floor(af: Curve, published: float, level: float) -> Trend:
+    """003 sec. 3.1.1: the activation fraction does not go below about `published`. Does not hold
+    when some grid point is significantly below published / ABOUT; holds when none is and the
+    lowest mean comes within ABOUT * published (the curve reaches the floor); inconclusive
+    otherwise."""
+    low, high = published / ABOUT, published * ABOUT
+    below = [(c, m) for c, m, v in zip(af.coefficients, af.means, af.per_seed)
+             if len(v) > 1 and stats.compare(v, [low] * len(v), "lower", level).verdict == stats.HOLDS]
+    lowest = min(af.means)
+    if below:
+        return Trend(stats.FAILS, "below " + ", ".join(f"{m:.3g} at coefficient {c:g}" for c, m in below) +
+                     f" (significantly under {low:g})")
+    if lowest <= high:
+        return Trend(stats.HOLDS, f"lowest mean {lowest:.3g}: never significantly under {low:g}")
+    return Trend(stats.INCONCLUSIVE, f"lowest mean {lowest:.3g}: the curve never came near {published:g} "
+                                     f"(within {high:g})")
+
+
+def shape(curve: Curve, level: float) -> str | None:
+    """'falls', 'rises' or 'flat' when judge() holds for exactly that one; None when unclear."""
+    found = [e for e in ("falls", "rises", "flat") if judge(curve, e, level).verdict == stats.HOLDS]
+    return found[0] if len(found) == 1 else None
