@@ -45,3 +45,23 @@ def test_explain_refuses_a_bad_model_in_one_line(tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith("error: makhzani2014.model.nosuch")
     assert _explain(repo).stdout.startswith("usage: python -m sae.explain")
+
+
+def test_every_function_of_the_readme_equation_index_exists():
+    import importlib
+    import re
+    text = (ROOT / "README.md").read_text().split("### Where each equation lives")[1].split("\n## ")[0]
+    names = re.findall(r"`(sae\.[\w.]+)`", text)
+    assert len(names) >= 25
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+            break
+        else:
+            raise AssertionError(name)
