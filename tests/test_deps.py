@@ -57,3 +57,32 @@ def test_imports_inside_functions_are_followed(tmp_path):
     (tmp_path / "run.py").write_text("import sae.a\n")
     found = {p.name for p in project_imports(tmp_path / "run.py", tmp_path)}
     assert found == {"__init__.py", "a.py", "b.py", "c.py"}
+
+
+def test_the_lock_pins_every_declared_dependency_by_hash():
+    """requirements.lock (what CI installs) pins every dependency of pyproject.toml, the test
+    extras included, at a version the declaration admits, each with its sha256; .ci/run runs the
+    README's test line verbatim."""
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    text = (root / "requirements.lock").read_text()
+    pins = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        m = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s\\;]+)", block)
+        if m:
+            assert "--hash=sha256:" in block, m.group(1)
+            pins[re.sub(r"[-_.]+", "-", m.group(1).lower())] = m.group(2)
+    for req in declared:
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        name = re.sub(r"[-_.]+", "-", req.name.lower())
+        assert name in pins, f"{req.name} is not pinned in requirements.lock"
+        assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+    readme = (root / "README.md").read_text()
+    ci = [line for line in (root / ".ci/run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(ci) == 1 and ci[0] in readme and "pip install -r requirements.lock" in ci[0]
