@@ -59,3 +59,16 @@ def test_the_readme_opens_with_the_committed_results():
     out = subprocess.run([sys.executable, "-m", "sae.report.readme", "--check"], cwd=ROOT, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_every_committed_metrics_file_is_whole():
+    """A truncated metrics file shows as '-' in `dvc metrics show` without a warning: each committed
+    JSON must parse to an object, each CSV have its header and at least one row."""
+    tracked = subprocess.run(["git", "ls-files", *COMMITTED], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for path in tracked:
+        text = (ROOT / path).read_text() if path.endswith((".json", ".csv")) else None
+        if path.endswith(".json"):
+            assert isinstance(json.loads(text), dict), path
+        elif path.endswith(".csv"):
+            assert len(text.strip().splitlines()) >= 2, path

@@ -249,3 +249,17 @@ def test_every_dataset_a_paper_can_run_takes_this_scales_budget(scale):
             if labelled and protocol.finetune is not None and protocol.finetune.models:
                 assert finetune_settings(params, paper, dataset).epochs < \
                     finetune_settings(paper_scale, paper, paper_ds).epochs, (scale, paper, dataset)
+
+
+def test_the_stage_enumeration_is_what_dvc_expands():
+    """sae.config.protocol.stages (what the checks and the report enumerate) names exactly the model
+    stages `dvc stage list` expands from dvc.yaml's matrices for the committed params.yaml."""
+    import subprocess
+    import sys
+    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split()
+    kinds = {"train", "evaluate", "finetune", "sweep"}
+    dvc_names = {n for n in listed if "@" in n and n.split("-")[0] in kinds}
+    ours = {(f"train-{p}-filters" if k == "filters" else f"{k}-{p}") + f"@{d}-{m}"
+            for k, p, d, m in stages(load(ROOT / "params.yaml"))}
+    assert ours == dvc_names
