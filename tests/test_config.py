@@ -263,3 +263,17 @@ def test_the_stage_enumeration_is_what_dvc_expands():
     ours = {(f"train-{p}-filters" if k == "filters" else f"{k}-{p}") + f"@{d}-{m}"
             for k, p, d, m in stages(load(ROOT / "params.yaml"))}
     assert ours == dvc_names
+
+
+def test_the_compose_command_names_a_yaml_error_in_conf(tmp_path):
+    """DVC words a broken conf/ file as an 'unexpected error'; python -m sae.config names the file."""
+    import shutil
+    import subprocess
+    import sys
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "conf", repo / "conf")
+    with open(repo / "conf" / "amini2018.yaml", "a") as f:
+        f.write("  broken: [1, 2\n")
+    done = subprocess.run([sys.executable, "-m", "sae.config"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode != 0 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("error: conf/: YAML error") and "amini2018.yaml" in done.stderr
