@@ -31,11 +31,11 @@ def targets(paper: str, root: Path = Path(".")) -> list[str]:
     if paper not in C.PAPER_IDS:
         raise ParamError(unknown("paper", paper, C.PAPER_IDS))
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    return [name for name in stages if name.endswith(f"-{paper}") or f"-{paper}-" in name]
+    return [name for name in stages if _paper_of(name) == paper]
 
 
 def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         from sae.errors import DataError
         raise DataError(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
@@ -54,6 +54,7 @@ def experiment_ref(root: Path, name: str) -> str:
 
 
 def _paper_of(stage: str) -> str | None:
+    """The paper a dvc.yaml stage (group or expanded name) belongs to; None for shared stages."""
     from sae import catalog as C
     group = stage.split("@")[0]
     return next((p for p in C.PAPER_IDS if group.endswith(f"-{p}") or f"-{p}-" in group), None)

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _explain(repo: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sae.explain", *argv], cwd=repo, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "sae.explain", *argv], cwd=repo, capture_output=True, text=True,
+                          check=False)
 
 
 def _line(out: str, name: str) -> str:
