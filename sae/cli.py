@@ -95,17 +95,50 @@ def stage_device(params):
     return device
 
 
+# `--seconds PATH` after a stage's arguments: where it writes its body's wall time (dvc.yaml
+# gives every compute stage one under timings/; the report's provenance lists them).
+SECONDS_FLAG = "--seconds"
+
+
+def split_seconds(args: list[str]) -> tuple[list[str], str | None]:
+    """(the stage's own arguments, the --seconds PATH or None)."""
+    if SECONDS_FLAG not in args:
+        return args, None
+    i = args.index(SECONDS_FLAG)
+    if i + 1 >= len(args):
+        from sae.errors import ParamError
+        raise ParamError(f"{SECONDS_FLAG} needs a file path")
+    return args[:i] + args[i + 2:], args[i + 1]
+
+
+def write_seconds(path: str, stage: str, seconds: float, threads: int) -> None:
+    """{"stage", "seconds", "threads"} as JSON at path, written atomically."""
+    import json
+    from pathlib import Path
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"stage": stage, "seconds": round(seconds, 1), "threads": threads}) + "\n")
+    os.replace(tmp, out)
+
+
 def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str = "params.yaml") -> None:
-    """Validate params.yaml, then call main(params, args); SaeError -> one line on stderr, exit 2."""
+    """Validate params.yaml, then call main(params, args); SaeError -> one line on stderr, exit 2.
+    With `--seconds PATH`, the body's wall time is written there once main succeeds."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = sys.argv[1:] if argv is None else argv
     start = time.perf_counter()
     try:
+        args, seconds_path = split_seconds(args)
         from sae.config import load
         main(load(params_path), args)
         # the stage body's wall time (start-up before this function excluded): what a slow run spends
-        logging.getLogger("stage").info("%s %s: %.1f s", os.path.basename(sys.argv[0]), " ".join(args[:3]),
-                                        time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        stage = f"{os.path.basename(sys.argv[0])} {' '.join(args[:3])}"
+        logging.getLogger("stage").info("%s: %.1f s", stage, seconds)
+        if seconds_path:
+            import torch
+            write_seconds(seconds_path, stage, seconds, torch.get_num_threads())
     except SaeError as exc:
         sys.stderr.write(f"\nerror: {exc}\n")  # on a line of its own, whatever a progress bar left
         sys.exit(2)

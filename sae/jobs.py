@@ -85,7 +85,7 @@ def gather(names: list[str], root: Path = Path(".")) -> list[str]:
             if paper is None or paper in ran:   # check, download, prepare: the same in every job
                 lock["stages"][stage] = entry
         for paper in ran:
-            paths = [p for p in (f"metrics/{paper}", f"sweeps/{paper}")
+            paths = [p for p in (f"{folder}{paper}" for folder in COMMITTED)
                      if _git(root, "ls-tree", "--name-only", ref, p).strip()]
             if paths:
                 _git(root, "checkout", ref, "--", *paths)

@@ -6,13 +6,13 @@ from sae.cli import expect_args, run_stage
 
 
 def main(params, args):
-    conf, prepared, models, metrics, sweeps, reports = expect_args(
-        args, "CONF_DIR DATA_DIR MODELS_DIR METRICS_DIR SWEEPS_DIR REPORTS_DIR")
+    conf, prepared, models, metrics, sweeps, timings, reports = expect_args(
+        args, "CONF_DIR DATA_DIR MODELS_DIR METRICS_DIR SWEEPS_DIR TIMINGS_DIR REPORTS_DIR")
     from sae.report.claims import counts
     from sae.report.report import build_report
 
     rep = build_report(params, conf_dir=conf, prepared_dir=prepared, models_dir=models, metrics_dir=metrics,
-                       sweeps_dir=sweeps, reports_dir=reports)
+                       sweeps_dir=sweeps, timings_dir=timings, reports_dir=reports)
     log = logging.getLogger("report")
     for paper in dict.fromkeys(v.claim.paper for v in rep.verdicts):
         tally = counts(rep.verdicts, paper)

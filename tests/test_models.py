@@ -10,6 +10,7 @@ from sae import catalog
 from sae.config import schema
 from sae.errors import ParamError
 from sae.models import MODEL_IDS, REGISTRY, Autoencoder, activation_derivative, build
+from sae.models.core import affine
 from sae.models.corruption import inverted_dropout
 from sae.models.l1prox import soft_threshold
 from sae.rng import Streams, init_generators
@@ -136,6 +137,33 @@ def test_activation_derivative_matches_autograd(name):
     assert torch.allclose(activation_derivative(a, h, m.activation), grad, atol=1e-6)
 
 
+def test_affine_equals_the_autograd_product_gradients_and_second_derivatives_included():
+    """The weight-layout fast path (sae.models.core.affine) against plain baddbmm autograd."""
+    g = torch.Generator().manual_seed(0)
+    x, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((3, 5, 7), (3, 4, 7), (3, 4)))
+    out = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+
+    def grads(f, create_graph=False):
+        leaves = [t.clone().requires_grad_() for t in (x, W, b)]
+        y = f(*leaves)
+        return y, leaves, torch.autograd.grad((torch.sigmoid(y) * out).sum(), leaves, create_graph=create_graph)
+
+    plain = lambda x, W, b: torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))  # noqa: E731
+    y0, _, g0 = grads(plain)
+    y1, _, g1 = grads(affine)
+    assert torch.equal(y0, y1)
+    for a, c in zip(g0, g1):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+    assert g1[1].is_contiguous() and g1[1].shape == W.shape  # no transposed copy for the optimiser
+    # the DAE gradient term differentiates through a gradient: second derivatives agree too
+    second = []
+    for f in (plain, affine):
+        _, leaves, (gx, _, _) = grads(f, create_graph=True)
+        second.append(torch.autograd.grad(gx.pow(2).sum(), leaves[1:]))
+    for a, c in zip(*second):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
 def test_soft_threshold_is_prox_of_abs():
     t = 0.5
     u = torch.linspace(-5, 5, 100001, dtype=torch.float64)
@@ -256,7 +284,7 @@ def test_the_private_kernel_for_kept_unit_dots_equals_its_public_fallback():
     rows, k, units, d = 12, 3, 40, 7
     grad, weight = torch.randn(rows, d), torch.randn(units, d)
     unit = torch.randint(0, units, (rows * k,))
-    sample, offsets, _ = _pair_indices(rows, k, torch.device("cpu"))
+    sample, offsets, _ = _pair_indices((k,) * 3, rows // 3, torch.device("cpu"))
     public = kept_unit_dots(grad, weight, unit, offsets, sample, private=False)
     torch.testing.assert_close(public, (grad[sample] * weight[unit]).sum(1))
     if _private_dots() is not None:  # the fallback is what runs where torch drops the kernel

@@ -55,6 +55,14 @@ def test_repro_builds_every_stage_offline_with_the_paper_in_its_name(repo):
     ran_at = git("rev-parse", "HEAD~1", cwd=dest).stdout.strip()
     assert f"git commit `{ran_at}`, clean" in report and "dvc.lock md5 `" in report, report[-3000:]
     assert f"torch {__import__('torch').__version__}" in report and "Scale `tiny`, seeds 0, 1." in report
+    # every compute stage wrote its body's wall time, and the provenance lists them all
+    timings = sorted((dest / "timings").rglob("*.json"))
+    computed = [s for s in stages if s.split("@")[0].split("-")[0] in ("download", "prepare", "train", "evaluate",
+                                                                       "finetune", "sweep")]
+    assert len(timings) == len(computed) > 20, (len(timings), len(computed))
+    assert all(json.loads(t.read_text())["seconds"] >= 0 for t in timings)
+    assert f"{len(timings)} stages, " in report, report[-3000:]
+    assert all(re.search(rf"[:;] {kind} [0-9,]+ s \(", report) for kind in ("train", "evaluate", "sweep"))
 
 
 def test_nothing_to_do_afterwards(repo):

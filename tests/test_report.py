@@ -388,7 +388,7 @@ def test_the_stage_script_runs(tmp_path, built, params):
     spec.loader.exec_module(stage)
     out = tmp_path / "reports"
     stage.main(params, [str(REPO / "conf"), str(root / "data/prepared"), str(root / "models"), str(root / "metrics"),
-                        str(root / "sweeps"), str(out)])
+                        str(root / "sweeps"), str(root / "timings"), str(out)])
     assert (out / "report.md").is_file() and (out / "claims.json").is_file()
 
 

@@ -124,3 +124,26 @@ def test_each_queue_worker_takes_its_own_gpu():
     assert [worker_device("auto", 4, n) for n in (1, 2, 3, 4, 5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0"]
     assert worker_device("auto", 1, 2) == "auto" and worker_device("auto", 4, None) == "auto"
     assert worker_device("cpu", 4, 2) == "cpu" and worker_device("cuda:3", 4, 1) == "cuda:3"
+
+
+def test_a_stage_writes_its_wall_time_only_when_it_succeeds(tmp_path, monkeypatch):
+    """`--seconds PATH` (dvc.yaml, every compute stage): the body's time for the report's provenance;
+    the stage's own arguments never see the flag, and a failed stage writes nothing."""
+    import json
+
+    from sae.cli import run_stage
+    from sae.errors import DataError
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # params.yaml of the repository
+    seen = []
+    out = tmp_path / "t" / "train-x.json"
+    run_stage(lambda params, args: seen.append(args), ["a", "b", "--seconds", str(out)])
+    assert seen == [["a", "b"]]
+    row = json.loads(out.read_text())
+    assert row["seconds"] >= 0 and row["stage"].endswith("a b") and row["threads"] >= 1
+
+    def fails(params, args):
+        raise DataError("broken input")
+    bad = tmp_path / "t" / "bad.json"
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(fails, ["a", "--seconds", str(bad)])
+    assert exit_.value.code == 2 and not bad.exists()

@@ -60,6 +60,31 @@ def batch_matmul(x, w):
     return torch.bmm(x, w) if x.dim() == 3 else torch.matmul(x, w)
 
 
+class _Affine(torch.autograd.Function):
+    """a = x W^T + bias with dL/dW made in W's own (G,N,K) layout. Autograd's bmm backward makes
+    the gradient of the transposed view W^T, (G,K,N), and AccumulateGrad then copies it back
+    into W's layout: a strided copy of every weight each step (README: Benchmarks)."""
+
+    @staticmethod
+    def forward(ctx, x, W, bias):
+        ctx.save_for_backward(x, W)
+        return torch.baddbmm(bias.unsqueeze(1), x, W.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):  # plain differentiable ops: double backward (the DAE gradient term) works
+        x, W = ctx.saved_tensors
+        grad_x = torch.bmm(grad, W) if ctx.needs_input_grad[0] else None
+        grad_W = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(dim=1) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_W, grad_bias
+
+
+def affine(x, W, bias):
+    """x (G,B,K) times W (G,N,K) transposed plus bias (G,N) -> (G,B,N); the same values and
+    gradients as torch.baddbmm(bias[:, None], x, W.transpose(1, 2)) (tests/test_models.py)."""
+    return _Affine.apply(x, W, bias)
+
+
 def per_model_value(value, n_models: int):
     """A float for one shared value, a (G,) float tensor for a list of one value per model."""
     if isinstance(value, (list, tuple)):
@@ -130,7 +155,7 @@ class Autoencoder(torch.nn.Module):
         weight matrices side by side, (B,D) x (D,G*M), instead of G small ones; the result is a
         (G,B,M) view of it."""
         if x.dim() == 3:
-            return torch.baddbmm(self.b.unsqueeze(1), x, self.W.transpose(1, 2))  # bias inside the GEMM
+            return affine(x, self.W, self.b)  # bias inside the GEMM
         G, M, D = self.W.shape
         a = torch.addmm(self.b.reshape(G * M), x, self.W.reshape(G * M, D).t())
         return a.view(x.shape[0], G, M).transpose(0, 1).contiguous()  # one small copy: the rest runs contiguous
@@ -146,8 +171,7 @@ class Autoencoder(torch.nn.Module):
 
     def decode(self, h):
         """x_hat = s_d(h W_dec^T + c); h (G,B,M) -> (G,B,D)."""
-        w = self.W if self.tied else self.W_dec.transpose(1, 2)  # (G,M,D)
-        out = torch.baddbmm(self.c.unsqueeze(1), h, w)
+        out = torch.baddbmm(self.c.unsqueeze(1), h, self.W) if self.tied else affine(h, self.W_dec, self.c)
         return torch.sigmoid(out) if self.decoder == "sigmoid" else out
 
     def dh_da(self, x, h, a=None):

@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .core import ACTIVATION_FUNCTIONS, Autoencoder, final_from, per_model_value
+from .core import ACTIVATION_FUNCTIONS, Autoencoder, affine, final_from, per_model_value
 
 
 def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
@@ -88,12 +88,24 @@ def kept_unit_dots(grad, weight, unit, offsets, sample, *, private: bool = True)
 
 
 @functools.lru_cache(maxsize=8)
-def _pair_indices(rows: int, k: int, device: torch.device):
-    """For `rows` samples x k slots: the sample of each slot (rows*k,), bag offsets (rows,), and the
-    rows (rows*k, 2) int32 of x_b and dX_b in [x; dX]: index tensors every backward of a shape reuses."""
-    sample = torch.arange(rows, device=device).repeat_interleave(k)
-    pairs = torch.stack([sample, sample + rows], 1).int()
-    return sample, torch.arange(0, rows * k, k, device=device), pairs
+def _pair_indices(counts: tuple[int, ...], rows: int, device: torch.device):
+    """For G models of `rows` samples each, model g keeping counts[g] units a sample: the sample of
+    each kept (sample, slot) pair (P,), each sample's first pair (G*rows,) and the rows (P, 2)
+    int32 of x_b and dX_b in [x; dX]: index tensors every step of a k reuses."""
+    per_row = torch.tensor(counts, device=device).repeat_interleave(rows)  # (R,)
+    R = per_row.numel()
+    sample = torch.arange(R, device=device).repeat_interleave(per_row)
+    offsets = torch.cumsum(per_row, 0) - per_row
+    pairs = torch.stack([sample, sample + R], 1).int()
+    return sample, offsets, pairs
+
+
+def _first_slots(counts: tuple[int, ...], rows: int, kmax: int, device: torch.device) -> torch.Tensor | None:
+    """(G*rows, kmax) bool: the slots (largest first) a sample of model g keeps; None when all kmax."""
+    if all(k == kmax for k in counts):
+        return None
+    per_row = torch.tensor(counts, device=device).repeat_interleave(rows)
+    return torch.arange(kmax, device=device) < per_row[:, None]
 
 
 class KSparseReconstruction(torch.autograd.Function):
@@ -104,53 +116,54 @@ class KSparseReconstruction(torch.autograd.Function):
         loss_g = batch mean of ||x_hat - x||^2
 
     The G models are one flat problem: row r = (g, b) keeps units of W_flat = W viewed as
-    (G*M, D), offset by g*M. Past the dense encoder product everything is O(G B k D): decode by
-    embedding_bag, and dL/dW = sum over kept (r, j) of (g_rj x_r + z_rj dX_r) in row j, one
-    embedding_bag over bags grouped by unit. Equals the masked dense formulation (tests).
-    x (G,B,D), W (G,M,D), b (G,M), c (G,D), kmax int, keep (G,1,kmax) or None -> (G,).
+    (G*M, D), offset by g*M, and exactly its model's k of them (a k sweep in one batch does not
+    pay the largest k for every model). Past the dense encoder product everything is
+    O(B sum_g k_g D): decode by embedding_bag over variable-size bags, and dL/dW = sum over kept
+    (r, j) of (g_rj x_r + z_rj dX_r) in row j, one embedding_bag over bags grouped by unit.
+    Equals the masked dense formulation (tests).
+    x (G,B,D), W (G,M,D), b (G,M), c (G,D), counts: k of each model (a tuple of G ints) -> (G,).
     """
 
     @staticmethod
-    def forward(ctx, x, W, b, c, kmax, keep):
+    def forward(ctx, x, W, b, c, counts):
         (G, B, D), M = x.shape, W.shape[1]
-        z = torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2)).view(G * B, M)
-        vals, idx = kept_units(z, kmax, sorted=keep is not None)
-        if keep is not None:
-            vals = vals.mul_(keep.expand(G, B, kmax).reshape(G * B, kmax))
+        kmax = max(counts)
+        z = affine(x, W, b).view(G * B, M)
+        slots = _first_slots(counts, B, kmax, x.device)
+        vals, idx = kept_units(z, kmax, sorted=slots is not None)
         unit = idx.add_(torch.arange(G, device=x.device).repeat_interleave(B).mul_(M)[:, None])  # global rows
+        unit, vals = (unit.view(-1), vals.view(-1)) if slots is None else (unit[slots], vals[slots])  # (P,)
+        _, offsets, _ = _pair_indices(counts, B, x.device)
         W_flat, x_flat = W.reshape(G * M, D), x.reshape(G * B, D)
-        residual = F.embedding_bag(unit, W_flat, per_sample_weights=vals, mode="sum")
+        residual = F.embedding_bag(unit, W_flat, offsets, per_sample_weights=vals, mode="sum")
         residual.view(G, B, D).add_(c.unsqueeze(1)).sub_(x)
-        ctx.save_for_backward(x_flat, W_flat, unit, vals, residual, keep)
-        ctx.shape = (G, B, D, M)
+        ctx.save_for_backward(x_flat, W_flat, unit, vals, residual)
+        ctx.shape, ctx.counts = (G, B, D, M), counts
         return residual.view(G, B * D).pow(2).sum(dim=1) / B
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, W, unit2d, vals, residual, keep = ctx.saved_tensors
+        x, W, unit, vals, residual = ctx.saved_tensors
         G, B, D, M = ctx.shape
-        R, k = unit2d.shape
-        sample, offsets, pairs = _pair_indices(R, k, x.device)
+        R = G * B
+        sample, offsets, pairs = _pair_indices(ctx.counts, B, x.device)
         source = torch.empty(2 * R, D, dtype=x.dtype, device=x.device)  # [x; dX] for the dL/dW bags
         source[:R] = x
         scale = (2.0 / B) * grad_loss.repeat_interleave(B)[:, None]
         dx_hat = torch.mul(residual, scale, out=source[R:])  # (R,D)
-        unit = unit2d.view(-1)  # (R*k,) kept unit of each (row, slot)
-        g = kept_unit_dots(dx_hat, W, unit, offsets, sample)
-        if keep is not None:
-            g = g * keep.expand(G, B, k).reshape(-1)
+        g = kept_unit_dots(dx_hat, W, unit, offsets, sample)  # (P,)
         grad_b = g.new_zeros(G * M).index_add_(0, unit, g)
-        # Group the R*k pairs by unit; bag j sums g_rj x_r + z_rj dX_r over its pairs.
+        # Group the P pairs by unit; bag j sums g_rj x_r + z_rj dX_r over its pairs.
         by_unit, order = unit.sort()
         starts = torch.searchsorted(by_unit, torch.arange(G * M, device=x.device)).mul_(2)
-        weights = torch.stack([g, vals.view(-1)], 1)[order].view(-1)
+        weights = torch.stack([g, vals], 1)[order].view(-1)
         grad_W = F.embedding_bag(pairs[order].view(-1), source, offsets=starts, per_sample_weights=weights,
                                  mode="sum")
         grad_x = None
         if ctx.needs_input_grad[0]:  # through the encoder's kept units, and the -x of the residual
-            grad_x = F.embedding_bag(unit2d, W, per_sample_weights=g.view(R, k), mode="sum").sub_(dx_hat)
+            grad_x = F.embedding_bag(unit, W, offsets, per_sample_weights=g, mode="sum").sub_(dx_hat)
             grad_x = grad_x.view(G, B, D)
-        return grad_x, grad_W.view(G, M, D), grad_b.view(G, M), dx_hat.view(G, B, D).sum(1), None, None
+        return grad_x, grad_W.view(G, M, D), grad_b.view(G, M), dx_hat.view(G, B, D).sum(1), None
 
 
 class KSparse(Autoencoder):
@@ -179,6 +192,17 @@ class KSparse(Autoencoder):
         self.alpha = float(alpha)
         self.k_now = self.k
 
+    @property
+    def k_now(self):
+        """The k trained now: an int or a (G,) tensor (the schedule sets it each epoch)."""
+        return self._k_now
+
+    @k_now.setter
+    def k_now(self, k):
+        self._k_now = k
+        # each model's k as Python ints, read once here rather than every step (no device sync)
+        self.k_counts = (k,) * self.n_models if isinstance(k, int) else tuple(int(v) for v in k.tolist())
+
     def after_select(self) -> None:
         self.k_now = self.k
 
@@ -206,9 +230,7 @@ class KSparse(Autoencoder):
             return super().objective(x, streams)
         if x.dim() == 2:
             x = x.expand(self.n_models, *x.shape).contiguous()
-        k = self.k_now
-        kmax = k if isinstance(k, int) else int(k.max())
-        recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, kmax, rank_keep(k, kmax, x.device))
+        recon = KSparseReconstruction.apply(x, self.W, self.b, self.c, self.k_counts)
         return recon, recon
 
     def schedule_end(self, n_epochs) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -50,7 +51,43 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def lines(params, root: Path) -> list[str]:
+def stage_seconds(timings_dir: Path | None) -> dict[str, dict]:
+    """{file path under timings_dir, no suffix: {"stage", "seconds", "threads"}} from the files the stages wrote
+    (`--seconds`, sae.cli); unreadable files are skipped (the report says how many)."""
+    out = {}
+    for path in sorted(Path(timings_dir).rglob("*.json")) if timings_dir else []:
+        try:
+            row = json.loads(path.read_text())
+            out[path.relative_to(timings_dir).with_suffix("").as_posix()] = {"stage": str(row["stage"]), "seconds": float(row["seconds"]),
+                              "threads": int(row.get("threads", 0))}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def time_lines(timings_dir: Path | None, slowest: int = 10) -> list[str]:
+    """Markdown: the stage bodies' wall times per stage kind, and the slowest stages."""
+    rows = stage_seconds(timings_dir)
+    if not rows:
+        return ["No stage recorded its wall time (`--seconds`, dvc.yaml) in this run's timings/.", ""]
+    total = sum(r["seconds"] for r in rows.values())
+    kinds: dict[str, list[float]] = {}
+    for stem, r in rows.items():
+        kinds.setdefault(stem.rsplit("/", 1)[-1].split("-", 1)[0], []).append(r["seconds"])
+    by_kind = sorted(kinds.items(), key=lambda kv: -sum(kv[1]))
+    out = [f"- Stage bodies' wall times (each stage's own clock from its parameters to its outputs; start-up and "
+           f"DVC's bookkeeping excluded; a stage restored from the run-cache shows the run that made it): "
+           f"{len(rows)} stages, {total:,.0f} s ({total / 60:.1f} min) in all: "
+           + "; ".join(f"{kind} {sum(secs):,.0f} s ({len(secs)} stages, {sum(secs) / total:.0%})"
+                       for kind, secs in by_kind) + ".",
+           f"- The {min(slowest, len(rows))} slowest: "
+           + "; ".join(f"`{r['stage']}` {r['seconds']:,.1f} s"
+                       for _, r in sorted(rows.items(), key=lambda kv: -kv[1]["seconds"])[:slowest])
+           + f" (torch threads: {', '.join(sorted({str(r['threads']) for r in rows.values()}))})."]
+    return out + [""]
+
+
+def lines(params, root: Path, timings_dir: Path | None = None) -> list[str]:
     """The report's provenance section (markdown lines)."""
     root = Path(root)
     sha = _git(root, "rev-parse", "HEAD")
@@ -70,7 +107,4 @@ def lines(params, root: Path) -> list[str]:
            f"(0: this process's cores divided among DVC queue workers); the report stage ran with "
            f"{torch.get_num_threads()} torch thread(s).",
            f"- Scale `{params.scale}`, seeds {', '.join(map(str, params.seeds))}.", ""]
-    out += ["Per-stage wall times are not recorded yet: output modification times are not one (`dvc commit` "
-            "and checkouts rewrite them), and the stages do not log their own duration. The README gives the "
-            "measured wall time of the whole run.", ""]
-    return out
+    return out + time_lines(timings_dir)

@@ -165,11 +165,13 @@ def write_claims(verdicts, reports_dir: Path, gaps: dict[str, int]) -> None:
     (reports_dir / "claims.json").write_text(json.dumps(totals, indent=2, sort_keys=True) + "\n")
 
 
-def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, sweeps_dir, reports_dir) -> Report:
+def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, sweeps_dir, reports_dir,
+                 timings_dir=None) -> Report:
     """Write report.md, figures/, sweeps/, claims.csv and claims.json under reports_dir.
 
     params: this run's validated Params; conf_dir: the Hydra sources (composed with scale=paper
-    for the reductions and the published-settings check).
+    for the reductions and the published-settings check); timings_dir: the stages' wall times
+    (--seconds files) for the provenance section.
     """
     reports_dir = Path(reports_dir)
     fig_dir, tables_dir = reports_dir / "figures", reports_dir / "sweeps"
@@ -194,7 +196,7 @@ def build_report(params, *, conf_dir, prepared_dir, models_dir, metrics_dir, swe
         build(Section(ctx, paper))
     footer(ctx)
     from sae.report import provenance
-    doc.add(*provenance.lines(params, ctx.root))
+    doc.add(*provenance.lines(params, ctx.root, timings_dir))
     md = doc.markdown()
     check_markdown(md, reports_dir)
     doc.out_md.write_text(md)
