@@ -80,6 +80,7 @@ def families(params):
             ("002 dropout 784-1000", "makhzani2014", "mnist", "dropout"),
             ("002 denoising 784-1000", "makhzani2014", "mnist", "dae"),
             ("002 k-sparse 784-1000 (k sweep)", "makhzani2014", "mnist", "ksparse"),
+            ("002 k-sparse 784-1000 (k = 25)", "makhzani2014", "mnist", "ksparse_fixed_k"),
             ("002 RBM CD-1 784-1000", "makhzani2014", "mnist", "rbm")]
 
 
