@@ -622,3 +622,14 @@ def test_a_list_valued_knob_and_the_classifier_reach_the_reductions_table():
     rows = reductions(validate(raw), full, "makhzani2014")
     assert any(r.setting == "k_sweep" and r.this_run == "[40, 10]" and r.paper == "[70, 40, 10, 15]" for r in rows)
     assert any(r.setting == "classify.epochs" and r.paper == "40" and r.this_run == "20" for r in rows), rows
+
+
+def test_stage_times_are_summed_and_an_unreadable_timing_file_is_named(tmp_path):
+    from sae.report.provenance import time_lines
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p/train-d-m.json").write_text('{"stage": "train.py p d m", "seconds": 30.0, "threads": 2}')
+    (tmp_path / "p/evaluate-d-m.json").write_text('{"stage": "evaluate.py p d m", "seconds": 10.0, "threads": 2}')
+    (tmp_path / "p/sweep-d-m.json").write_text('{"stage": "swe')  # cut short by a kill
+    text = "\n".join(time_lines(tmp_path))
+    assert "2 stages, 40 s" in text and "train 30 s (1 stages, 75%)" in text
+    assert "Unreadable timing files, left out of the sums: p/sweep-d-m." in text

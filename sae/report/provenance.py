@@ -51,25 +51,28 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def stage_seconds(timings_dir: Path | None) -> dict[str, dict]:
-    """{file path under timings_dir, no suffix: {"stage", "seconds", "threads"}} from the files the stages wrote
-    (`--seconds`, sae.cli); unreadable files are skipped (the report says how many)."""
-    out = {}
+def stage_seconds(timings_dir: Path | None) -> tuple[dict[str, dict], list[str]]:
+    """({file path under timings_dir, no suffix: {"stage", "seconds", "threads"}}, the files that
+    could not be read) from what the stages wrote (`--seconds`, sae.cli)."""
+    rows, unreadable = {}, []
     for path in sorted(Path(timings_dir).rglob("*.json")) if timings_dir else []:
+        name = path.relative_to(timings_dir).with_suffix("").as_posix()
         try:
             row = json.loads(path.read_text())
-            out[path.relative_to(timings_dir).with_suffix("").as_posix()] = {"stage": str(row["stage"]), "seconds": float(row["seconds"]),
-                              "threads": int(row.get("threads", 0))}
+            rows[name] = {"stage": str(row["stage"]), "seconds": float(row["seconds"]),
+                          "threads": int(row.get("threads", 0))}
         except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return out
+            unreadable.append(name)
+    return rows, unreadable
 
 
 def time_lines(timings_dir: Path | None, slowest: int = 10) -> list[str]:
     """Markdown: the stage bodies' wall times per stage kind, and the slowest stages."""
-    rows = stage_seconds(timings_dir)
+    rows, unreadable = stage_seconds(timings_dir)
+    skipped = ([f"- Unreadable timing files, left out of the sums: {', '.join(unreadable)}."]
+               if unreadable else [])
     if not rows:
-        return ["No stage recorded its wall time (`--seconds`, dvc.yaml) in this run's timings/.", ""]
+        return ["No stage recorded its wall time (`--seconds`, dvc.yaml) in this run's timings/.", *skipped, ""]
     total = sum(r["seconds"] for r in rows.values())
     kinds: dict[str, list[float]] = {}
     for stem, r in rows.items():
@@ -84,7 +87,7 @@ def time_lines(timings_dir: Path | None, slowest: int = 10) -> list[str]:
            + "; ".join(f"`{r['stage']}` {r['seconds']:,.1f} s"
                        for _, r in sorted(rows.items(), key=lambda kv: -kv[1]["seconds"])[:slowest])
            + f" (torch threads: {', '.join(sorted({str(r['threads']) for r in rows.values()}))})."]
-    return out + [""]
+    return out + skipped + [""]
 
 
 def lines(params, root: Path, timings_dir: Path | None = None) -> list[str]:
