@@ -284,7 +284,7 @@ def test_the_private_kernel_for_kept_unit_dots_equals_its_public_fallback():
     rows, k, units, d = 12, 3, 40, 7
     grad, weight = torch.randn(rows, d), torch.randn(units, d)
     unit = torch.randint(0, units, (rows * k,))
-    sample, offsets, _ = _pair_indices((k,) * 3, rows // 3, torch.device("cpu"))
+    sample, offsets, _, _ = _pair_indices((k,) * 3, rows // 3, torch.device("cpu"))
     public = kept_unit_dots(grad, weight, unit, offsets, sample, private=False)
     torch.testing.assert_close(public, (grad[sample] * weight[unit]).sum(1))
     if _private_dots() is not None:  # the fallback is what runs where torch drops the kernel

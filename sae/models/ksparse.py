@@ -16,12 +16,17 @@ def _k_tensor(k, like: torch.Tensor) -> torch.Tensor | int:
     return k if isinstance(k, int) else k.to(like.device)
 
 
+def slots_kept(k: torch.Tensor, kmax: int) -> torch.Tensor:
+    """(len(k), kmax) bool: slot s of a row's kmax largest (largest first) is kept when s < k."""
+    return torch.arange(kmax, device=k.device) < k[:, None]
+
+
 def rank_keep(k, kmax: int, device) -> torch.Tensor | None:
     """(G,1,kmax) 0/1 float mask of the slots each model keeps of its kmax largest, or None when
     every model keeps all kmax (k an int, or a (G,) tensor of per-model k)."""
     if isinstance(k, int) or bool((k == kmax).all()):
         return None
-    return (torch.arange(kmax, device=device) < k.to(device)[:, None]).to(torch.float32)[:, None, :]
+    return slots_kept(k.to(device), kmax).to(torch.float32)[:, None, :]
 
 
 def topk_mask(z, k):
@@ -90,22 +95,17 @@ def kept_unit_dots(grad, weight, unit, offsets, sample, *, private: bool = True)
 @functools.lru_cache(maxsize=8)
 def _pair_indices(counts: tuple[int, ...], rows: int, device: torch.device):
     """For G models of `rows` samples each, model g keeping counts[g] units a sample: the sample of
-    each kept (sample, slot) pair (P,), each sample's first pair (G*rows,) and the rows (P, 2)
-    int32 of x_b and dX_b in [x; dX]: index tensors every step of a k reuses."""
+    each kept (sample, slot) pair (P,), each sample's first pair (G*rows,), the rows (P, 2) int32
+    of x_b and dX_b in [x; dX], and the slots (G*rows, kmax) bool each sample keeps of the kmax
+    largest (None when all): index tensors every step of a k reuses."""
     per_row = torch.tensor(counts, device=device).repeat_interleave(rows)  # (R,)
     R = per_row.numel()
     sample = torch.arange(R, device=device).repeat_interleave(per_row)
     offsets = torch.cumsum(per_row, 0) - per_row
     pairs = torch.stack([sample, sample + R], 1).int()
-    return sample, offsets, pairs
-
-
-def _first_slots(counts: tuple[int, ...], rows: int, kmax: int, device: torch.device) -> torch.Tensor | None:
-    """(G*rows, kmax) bool: the slots (largest first) a sample of model g keeps; None when all kmax."""
-    if all(k == kmax for k in counts):
-        return None
-    per_row = torch.tensor(counts, device=device).repeat_interleave(rows)
-    return torch.arange(kmax, device=device) < per_row[:, None]
+    kmax = max(counts)
+    slots = None if all(k == kmax for k in counts) else slots_kept(per_row, kmax)
+    return sample, offsets, pairs, slots
 
 
 class KSparseReconstruction(torch.autograd.Function):
@@ -129,11 +129,10 @@ class KSparseReconstruction(torch.autograd.Function):
         (G, B, D), M = x.shape, W.shape[1]
         kmax = max(counts)
         z = affine(x, W, b).view(G * B, M)
-        slots = _first_slots(counts, B, kmax, x.device)
+        _, offsets, _, slots = _pair_indices(counts, B, x.device)
         vals, idx = kept_units(z, kmax, sorted=slots is not None)
         unit = idx.add_(torch.arange(G, device=x.device).repeat_interleave(B).mul_(M)[:, None])  # global rows
         unit, vals = (unit.view(-1), vals.view(-1)) if slots is None else (unit[slots], vals[slots])  # (P,)
-        _, offsets, _ = _pair_indices(counts, B, x.device)
         W_flat, x_flat = W.reshape(G * M, D), x.reshape(G * B, D)
         residual = F.embedding_bag(unit, W_flat, offsets, per_sample_weights=vals, mode="sum")
         residual.view(G, B, D).add_(c.unsqueeze(1)).sub_(x)
@@ -146,7 +145,7 @@ class KSparseReconstruction(torch.autograd.Function):
         x, W, unit, vals, residual = ctx.saved_tensors
         G, B, D, M = ctx.shape
         R = G * B
-        sample, offsets, pairs = _pair_indices(ctx.counts, B, x.device)
+        sample, offsets, pairs, _ = _pair_indices(ctx.counts, B, x.device)
         source = torch.empty(2 * R, D, dtype=x.dtype, device=x.device)  # [x; dX] for the dL/dW bags
         source[:R] = x
         scale = (2.0 / B) * grad_loss.repeat_interleave(B)[:, None]
