@@ -111,8 +111,9 @@ def split_seconds(args: list[str]) -> tuple[list[str], str | None]:
     return args[:i] + args[i + 2:], args[i + 1]
 
 
-def write_seconds(path: str, stage: str, seconds: float, threads: int) -> None:
-    """{"stage", "seconds", "threads"} as JSON at path, written atomically."""
+def write_seconds(path: str, stage: str, seconds: float, threads: int | None) -> None:
+    """{"stage", "seconds", "threads"} as JSON at path, written atomically (threads: torch's, None
+    for a stage that ran without torch)."""
     import json
     from pathlib import Path
     out = Path(path)
@@ -136,9 +137,9 @@ def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str
         seconds = time.perf_counter() - start
         stage = f"{os.path.basename(sys.argv[0])} {' '.join(args[:3])}"
         logging.getLogger("stage").info("%s: %.1f s", stage, seconds)
-        if seconds_path:
-            import torch
-            write_seconds(seconds_path, stage, seconds, torch.get_num_threads())
+        if seconds_path:  # a stage that never loaded torch (download) does not pay its import for this
+            torch = sys.modules.get("torch")
+            write_seconds(seconds_path, stage, seconds, torch.get_num_threads() if torch else None)
     except SaeError as exc:
         sys.stderr.write(f"\nerror: {exc}\n")  # on a line of its own, whatever a progress bar left
         sys.exit(2)

@@ -630,6 +630,8 @@ def test_stage_times_are_summed_and_an_unreadable_timing_file_is_named(tmp_path)
     (tmp_path / "p/train-d-m.json").write_text('{"stage": "train.py p d m", "seconds": 30.0, "threads": 2}')
     (tmp_path / "p/evaluate-d-m.json").write_text('{"stage": "evaluate.py p d m", "seconds": 10.0, "threads": 2}')
     (tmp_path / "p/sweep-d-m.json").write_text('{"stage": "swe')  # cut short by a kill
+    # a stage that never loaded torch (download) records no thread count: counted, not unreadable
+    (tmp_path / "p/download-d.json").write_text('{"stage": "download.py d", "seconds": 0.0, "threads": null}')
     text = "\n".join(time_lines(tmp_path))
-    assert "2 stages, 40 s" in text and "train 30 s (1 stages, 75%)" in text
+    assert "3 stages, 40 s" in text and "train 30 s (1 stages, 75%)" in text and "(torch threads: 2)" in text
     assert "Unreadable timing files, left out of the sums: p/sweep-d-m." in text

@@ -60,7 +60,7 @@ def stage_seconds(timings_dir: Path | None) -> tuple[dict[str, dict], list[str]]
         try:
             row = json.loads(path.read_text())
             rows[name] = {"stage": str(row["stage"]), "seconds": float(row["seconds"]),
-                          "threads": int(row.get("threads", 0))}
+                          "threads": None if row.get("threads") is None else int(row["threads"])}
         except (OSError, ValueError, KeyError, TypeError):
             unreadable.append(name)
     return rows, unreadable
@@ -86,7 +86,7 @@ def time_lines(timings_dir: Path | None, slowest: int = 10) -> list[str]:
            f"- The {min(slowest, len(rows))} slowest: "
            + "; ".join(f"`{r['stage']}` {r['seconds']:,.1f} s"
                        for _, r in sorted(rows.items(), key=lambda kv: -kv[1]["seconds"])[:slowest])
-           + f" (torch threads: {', '.join(sorted({str(r['threads']) for r in rows.values()}))})."]
+           + f" (torch threads: {', '.join(sorted({str(r['threads']) for r in rows.values() if r['threads']}))})."]
     return out + skipped + [""]
 
 
