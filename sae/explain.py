@@ -1,4 +1,4 @@
-"""python -m sae.explain PAPER DATASET MODEL: every resolved setting of one model stage, where it
+"""python -m sae.config explain PAPER DATASET MODEL: every resolved setting of one model stage, where it
 was set, and what the paper says of it.
 
 For each loop setting and model option of `train-PAPER@DATASET-MODEL` it prints:
@@ -16,7 +16,8 @@ import fnmatch
 import sys
 from pathlib import Path
 
-USAGE = "usage: python -m sae.explain PAPER DATASET MODEL   (e.g. python -m sae.explain makhzani2014 mnist ksparse)"
+USAGE = ("usage: python -m sae.config explain PAPER DATASET MODEL   "
+         "(e.g. python -m sae.config explain makhzani2014 mnist ksparse)")
 DATA = Path(__file__).resolve().parent / "report"
 
 

@@ -1,4 +1,4 @@
-"""python -m sae.explain: every resolved setting of a model stage, the layer and file that set it,
+"""python -m sae.config explain: every resolved setting of a model stage, the layer and file that set it,
 and the paper's value or the ledger's reason."""
 import shutil
 import subprocess
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _explain(repo: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sae.explain", *argv], cwd=repo, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sae.config", "explain", *argv], cwd=repo, capture_output=True, text=True,
                           check=False)
 
 
@@ -45,7 +45,7 @@ def test_explain_refuses_a_bad_model_in_one_line(tmp_path):
     done = _explain(repo, "makhzani2014", "mnist", "nosuch")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith("error: makhzani2014.model.nosuch")
-    assert _explain(repo).stdout.startswith("usage: python -m sae.explain")
+    assert _explain(repo).stdout.startswith("usage: python -m sae.config explain")
 
 
 def test_every_function_of_the_readme_equation_index_exists():

@@ -1,5 +1,6 @@
 """python -m sae.config [OVERRIDE ...]: compose conf/ into params.yaml as `dvc exp run` does,
 without running anything (after editing conf/, before `dvc repro`), and validate it.
+python -m sae.config explain PAPER DATASET MODEL: where each resolved setting comes from (sae.explain).
 
 It also explains a refused `dvc exp run -S KEY=VALUE`: DVC prints Hydra's own message there,
 while this command names the bad key or value in one line, with the nearest allowed name."""
@@ -10,7 +11,9 @@ from pathlib import Path
 
 USAGE = ("usage: python -m sae.config [KEY=VALUE ...]\n"
          "  compose conf/ (with the overrides `dvc exp run -S` takes) into params.yaml and validate it;\n"
-         "  e.g. python -m sae.config scale=tiny 'makhzani2014.model.ksparse.k=40'")
+         "  e.g. python -m sae.config scale=tiny 'makhzani2014.model.ksparse.k=40'\n"
+         "       python -m sae.config explain PAPER DATASET MODEL\n"
+         "  every resolved setting of one model stage, where it comes from and the paper's value")
 
 
 def repository_root(start: Path) -> Path:
@@ -84,6 +87,10 @@ def main(argv: list[str]) -> None:
 
     from sae.config import validate
     from sae.errors import SaeError
+    if argv[:1] == ["explain"]:  # sae.explain reads the report's tables: imported only for this command
+        from sae.explain import main as explain
+        explain(argv[1:])
+        return
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return
