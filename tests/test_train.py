@@ -287,6 +287,32 @@ def test_l1prox_keeps_the_weights_at_the_end_of_each_alpha_stage():
     assert not torch.equal(model.snapshots[0]["W"], model.snapshots[-1]["W"])
 
 
+def test_l1prox_takes_one_prox_step_per_gradient_update():
+    """000 Algorithm 1, per update: block 1 sets Y = soft_threshold(Z) from the CURRENT codes,
+    block 2 takes ONE gradient step on eq. (10) with Y held fixed. Training (two updates in one
+    epoch; identical rows, so the minibatch order cannot matter) equals that by hand; a Y kept
+    over the epoch or an inner loop on either block would not."""
+    import copy
+    x = torch.rand(1, 6, generator=torch.Generator().manual_seed(0)).expand(8, 6).contiguous()
+    model = build("l1prox", 6, 4, alpha0=1.0, f=0.6, T=1, beta=0.5, weight_decay=0.0,
+                  generators=init_generators([0]))
+    by_hand = copy.deepcopy(model)
+    fit(model, x, x[:4], epochs=1, batch=4, lr=0.5, momentum=0.0, seeds=[0], progress=False)
+    from sae.models.core import reconstruction_error
+    from sae.models.l1prox import proximal_coupling, soft_threshold
+    alpha = by_hand.on_epoch_start(0, 1)["alpha"]
+    for _ in range(2):
+        _, z = by_hand.codes(x[:4])
+        y = soft_threshold(z.detach(), alpha * 0.5 / 4)  # block 1: 000 eq. (8), threshold alpha beta / N
+        loss = reconstruction_error(x[:4], by_hand.decode(z)) + proximal_coupling(y, z, alpha)  # eq. (10)
+        grads = torch.autograd.grad(loss.sum(), list(by_hand.parameters()))
+        with torch.no_grad():
+            for param, grad in zip(by_hand.parameters(), grads):
+                param -= 0.5 * grad
+    for trained, expected in zip(model.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_per_model_inputs_train_each_model_on_its_own_rows():
     """Deep pre-training fits a second layer on each seed's own codes: x (G,N,D)."""
     x, xv = _toy()
