@@ -133,8 +133,10 @@ def filters(s: Section, d: str) -> None:
         return
     n_seeds = len(hp["seeds"])
     refs = s.variants(d, "ksparse")
-    panels = sorted(((ref.k or 0, f"k={ref.k}, {w.shape[1]} hidden", w[v * n_seeds][:N_FILTERS])
-                     for v, ref in enumerate(refs)), key=lambda p: -p[0])
+    # a model without a k sweep has one variant, named without k: its k is the configuration's
+    ks = [ref.k if ref.k is not None else s.r.config_k(PAPER, d, "ksparse") for ref in refs]
+    panels = sorted(((k or 0, f"k={k}, {w.shape[1]} hidden", w[v * n_seeds][:N_FILTERS])
+                     for v, k in enumerate(ks)), key=lambda p: -p[0])
     out = F.filters_figure([(title, ws) for _, title, ws in panels], shape, f"{PAPER} {fig}: k-sparse filters "
                            f"(encoder rows), {d}", s.figure("filters", d),
                            caption=f"the first {min(N_FILTERS, w.shape[1])} hidden units of the first seed of each k; "
