@@ -10,7 +10,8 @@ from sae import catalog
 from sae.config import schema
 from sae.errors import ParamError
 from sae.models import MODEL_IDS, REGISTRY, Autoencoder, activation_derivative, build
-from sae.models.core import affine
+from sae.models import core
+from sae.models.core import affine, batched_mm
 from sae.models.corruption import inverted_dropout
 from sae.models.l1prox import soft_threshold
 from sae.rng import Streams, init_generators
@@ -137,11 +138,42 @@ def test_activation_derivative_matches_autograd(name):
     assert torch.allclose(activation_derivative(a, h, m.activation), grad, atol=1e-6)
 
 
-def test_affine_equals_the_autograd_product_gradients_and_second_derivatives_included():
-    """The weight-layout fast path (sae.models.core.affine) against plain baddbmm autograd."""
+@pytest.fixture
+def split_products(monkeypatch):
+    """batched_mm's split path at any size: 2 threads, G = 3 (does not divide), no size floor."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(core, "SPLIT_MIN_MACS", 0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_batched_mm_is_bmm_bit_for_bit_when_it_splits_the_products(split_products):
+    """G products one after another (each on every thread) give torch.bmm's and baddbmm's bits:
+    weights of the same layout, a transposed view, a shared (expanded) input, float32."""
     g = torch.Generator().manual_seed(0)
-    x, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((3, 5, 7), (3, 4, 7), (3, 4)))
-    out = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    a, w, bias = torch.rand(3, 50, 70, generator=g), torch.randn(3, 60, 70, generator=g), torch.randn(3, 60, generator=g)
+    for left in (a, a[:1].expand(3, 50, 70)):
+        assert torch.equal(batched_mm(left, w.transpose(1, 2)), torch.bmm(left, w.transpose(1, 2)))
+        assert torch.equal(batched_mm(left, w.transpose(1, 2), bias),
+                           torch.baddbmm(bias.unsqueeze(1), left, w.transpose(1, 2)))
+    h = torch.rand(3, 50, 60, generator=g)
+    assert torch.equal(batched_mm(h.transpose(1, 2), a), torch.bmm(h.transpose(1, 2), a))  # a weight gradient
+    # autograd records a graph through it: the differentiable bmm, not out= writes
+    leaf = w.clone().requires_grad_()
+    assert batched_mm(a, leaf.transpose(1, 2)).grad_fn is not None
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_affine_equals_the_autograd_product_gradients_and_second_derivatives_included(split, request):
+    """The weight-layout fast path (sae.models.core.affine) against plain baddbmm autograd, with
+    and without batched_mm's split of the G products."""
+    if split:
+        request.getfixturevalue("split_products")
+    g = torch.Generator().manual_seed(0)
+    # above 400 multiply-adds a product: below, torch's bmm and baddbmm skip BLAS (another rounding)
+    x, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((3, 12, 9), (3, 8, 9), (3, 8)))
+    out = torch.randn(3, 12, 8, generator=g, dtype=torch.float64)
 
     def grads(f, create_graph=False):
         leaves = [t.clone().requires_grad_() for t in (x, W, b)]

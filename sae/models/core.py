@@ -55,9 +55,34 @@ def weight_decay_penalty(lam, w_enc, w_dec):
     return lam * (w_enc.pow(2).sum(dim=(-2, -1)) + w_dec.pow(2).sum(dim=(-2, -1)))  # 000 eq. (2), last term
 
 
-def batch_matmul(x, w):
-    """x (G,B,K) or shared (B,K) times w (G,K,N) -> (G,B,N)."""
-    return torch.bmm(x, w) if x.dim() == 3 else torch.matmul(x, w)
+# Products of at least this many multiply-adds each are split by batched_mm (below).
+SPLIT_MIN_MACS = 1 << 24
+
+
+def batched_mm(a, b, bias=None):
+    """a (G,B,K) times b (G,K,N), plus bias (G,N) on every row when given -> (G,B,N): the values
+    of torch.bmm / torch.baddbmm, bit for bit at the sizes it splits (tests/test_models.py).
+
+    On CPU, bmm hands each thread whole products, so G = 3 products on 2 threads take two
+    rounds: a third of the cores idle. When G does not split evenly over the threads and each
+    product is large, the G products run one after another, each on every thread (README:
+    Benchmarks). Graphs that autograd records (grad mode with an input that needs a gradient,
+    as in the DAE's double backward) keep bmm."""
+    G, B, K = a.shape
+    N = b.shape[-1]
+    recorded = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad
+                                            or (bias is not None and bias.requires_grad))
+    threads = torch.get_num_threads()
+    if (recorded or a.device.type != "cpu" or G == 1 or G % threads == 0
+            or B * K * N < SPLIT_MIN_MACS):
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
+    out = torch.empty(G, B, N, dtype=torch.result_type(a, b), device=a.device)
+    for g in range(G):
+        if bias is None:
+            torch.mm(a[g], b[g], out=out[g])
+        else:
+            torch.addmm(bias[g], a[g], b[g], out=out[g])
+    return out
 
 
 class _Affine(torch.autograd.Function):
@@ -68,13 +93,13 @@ class _Affine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W, bias):
         ctx.save_for_backward(x, W)
-        return torch.baddbmm(bias.unsqueeze(1), x, W.transpose(1, 2))
+        return batched_mm(x, W.transpose(1, 2), bias)
 
     @staticmethod
     def backward(ctx, grad):  # plain differentiable ops: double backward (the DAE gradient term) works
         x, W = ctx.saved_tensors
-        grad_x = torch.bmm(grad, W) if ctx.needs_input_grad[0] else None
-        grad_W = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_x = batched_mm(grad, W) if ctx.needs_input_grad[0] else None
+        grad_W = batched_mm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
         grad_bias = grad.sum(dim=1) if ctx.needs_input_grad[2] else None
         return grad_x, grad_W, grad_bias
 
@@ -171,7 +196,7 @@ class Autoencoder(torch.nn.Module):
 
     def decode(self, h):
         """x_hat = s_d(h W_dec^T + c); h (G,B,M) -> (G,B,D)."""
-        out = torch.baddbmm(self.c.unsqueeze(1), h, self.W) if self.tied else affine(h, self.W_dec, self.c)
+        out = batched_mm(h, self.W, self.c) if self.tied else affine(h, self.W_dec, self.c)
         return torch.sigmoid(out) if self.decoder == "sigmoid" else out
 
     def dh_da(self, x, h, a=None):
