@@ -34,14 +34,14 @@ NEVER = 1 << 62  # SPLIT_MIN_MACS that keeps every product in one bmm
 
 def paired(fn, rounds: int) -> tuple[float, float]:
     """Median seconds of fn() with bmm and with the split, alternated `rounds` times."""
-    times = {NEVER: [], core.SPLIT_MIN_MACS: []}
+    split = core.SPLIT_MIN_MACS
+    times = {NEVER: [], split: []}
     for _ in range(rounds):
         for floor in times:
             core.SPLIT_MIN_MACS = floor
             start = time.perf_counter()
             fn()
             times[floor].append(time.perf_counter() - start)
-    split = [f for f in times if f != NEVER][0]
     core.SPLIT_MIN_MACS = split
     return statistics.median(times[NEVER]), statistics.median(times[split])
 
