@@ -26,11 +26,14 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests sharing the session's tiny repository run on one xdist worker (`--dist loadgroup`),
-    so it is reproduced once."""
+    """Tests sharing the tiny repository run on one xdist worker each (`--dist loadgroup`). They
+    are two groups, the multi-machine ones (fan-out, second clone, queue) and the rest: about 300
+    s each, too long for one worker beside the others, so each worker reproduces its own tiny
+    repository (its session fixture). xdist hands out the largest groups first, so both start at once."""
     for item in items:
         if "tiny_repo" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_repo"))
+            machines = item.path.name in ("test_fanout.py", "test_scaling.py")
+            item.add_marker(pytest.mark.xdist_group("tiny_repo_machines" if machines else "tiny_repo"))
 
 
 @dataclass
