@@ -26,14 +26,19 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests sharing the tiny repository run on one xdist worker each (`--dist loadgroup`). They
-    are two groups, the multi-machine ones (fan-out, second clone, queue) and the rest: about 300
-    s each, too long for one worker beside the others, so each worker reproduces its own tiny
-    repository (its session fixture). xdist hands out the largest groups first, so both start at once."""
+    """xdist groups (`--dist loadgroup`): tests sharing an expensive fixture run on one worker.
+
+    The tiny repository's tests are two groups, the multi-machine ones (fan-out, second clone,
+    queue) and the rest: one group took 483 of a 494 s run, so now each worker reproduces its own
+    tiny repository (a session fixture is one per worker) and runs one group. xdist hands out the
+    largest groups first, so both start at once. The paper-scale tests share one module fixture,
+    which a split across workers would build twice."""
     for item in items:
         if "tiny_repo" in getattr(item, "fixturenames", ()):
             machines = item.path.name in ("test_fanout.py", "test_scaling.py")
             item.add_marker(pytest.mark.xdist_group("tiny_repo_machines" if machines else "tiny_repo"))
+        elif "paper_repo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("paper_repo"))
 
 
 @dataclass
