@@ -29,10 +29,10 @@ def pytest_collection_modifyitems(config, items):
     """xdist groups (`--dist loadgroup`): tests sharing an expensive fixture run on one worker.
 
     The tiny repository's tests are two groups, the multi-machine ones (fan-out, second clone,
-    queue) and the rest: one group took 483 of a 494 s run, so now each worker reproduces its own
-    tiny repository (a session fixture is one per worker) and runs one group. xdist hands out the
-    largest groups first, so both start at once. The paper-scale tests share one module fixture,
-    which a split across workers would build twice."""
+    queue) and the rest: as one group they were the whole run's critical path. Each worker
+    reproduces its own tiny repository (a session fixture is one per worker) and runs one group;
+    xdist hands out the largest groups first, so both start at once. The paper-scale tests share
+    one module fixture, which a split across workers would build twice."""
     for item in items:
         if "tiny_repo" in getattr(item, "fixturenames", ()):
             machines = item.path.name in ("test_fanout.py", "test_scaling.py")

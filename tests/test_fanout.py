@@ -50,8 +50,8 @@ for path in sys.argv[1:]:
 def test_skypilot_loads_every_task(tmp_path):
     """Each cluster/*.yaml loads as a SkyPilot Task. skypilot is an optional extra (`[cloud]`), not
     in the test environment: where it is not importable, pip installs into a folder of its own only
-    what this environment lacks (a third of a fresh venv's time), which the loader alone sees
-    through PYTHONPATH; the test skips only when pip cannot install it."""
+    what this environment lacks (faster than a fresh venv), which the loader alone sees through
+    PYTHONPATH; the test skips only when pip cannot install it."""
     env = dict(os.environ)
     try:
         import sky  # noqa: F401
