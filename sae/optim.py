@@ -6,7 +6,8 @@ import (README: Benchmarks). The updates below are torch's documented algorithms
 operation: bit-identical to torch.optim.SGD and Adam with foreach=False (tests/test_optim.py).
 SGD also captures into a CUDA graph (no value changes between its steps but the tensors).
 
-Both keep torch's interface where the loops use it: `param_groups` (dicts whose "lr" a
+Weight decay is added to p.grad in place (torch.optim allocates a new tensor every step): the
+same values, and after step() p.grad holds g + wd p. Both keep torch's interface where the loops use it: `param_groups` (dicts whose "lr" a
 schedule may set), `zero_grad()`, `step()`, `state_dict()`, `load_state_dict()`.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ class SGD(_Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                d = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                d = p.grad if wd == 0 else p.grad.add_(p, alpha=wd)  # in place: the gradient is ours
                 if mu != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
@@ -112,7 +113,7 @@ class Adam(_Optimizer):
                 if not state:
                     state = self.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                              "exp_avg_sq": torch.zeros_like(p)}
-                grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                grad = p.grad if wd == 0 else p.grad.add_(p, alpha=wd)
                 state["step"] += 1
                 step = float(state["step"])
                 state["exp_avg"].lerp_(grad, 1 - beta1)

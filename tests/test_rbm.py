@@ -35,6 +35,20 @@ def test_the_free_energy_surrogate_gives_the_textbook_cd1_update():
     torch.testing.assert_close(gc[0], -dc)
 
 
+def test_softplus_matches_torch_in_value_and_gradient():
+    import torch.nn.functional as F
+    from sae.models.rbm import softplus
+    a = torch.cat([torch.randn(3, 50, 40) * 6, torch.tensor([-200.0, -30.0, 0.0, 30.0, 200.0]).expand(3, 50, 5)],
+                  dim=-1).requires_grad_()
+    ref = a.detach().clone().requires_grad_()
+    torch.testing.assert_close(softplus(a), F.softplus(ref), atol=1e-6, rtol=1e-6)
+    w = torch.randn(a.shape)
+    (softplus(a) * w).sum().backward()
+    (F.softplus(ref) * w).sum().backward()
+    torch.testing.assert_close(a.grad, ref.grad, atol=1e-6, rtol=1e-6)
+    assert torch.isfinite(softplus(torch.tensor([1e30, -1e30]))).all()
+
+
 def test_gibbs_sampling_is_reproducible_under_the_seed():
     rbm = build("rbm", 12, 5, generators=init_generators([0]))
     v = torch.rand(1, 8, 12)

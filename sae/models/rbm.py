@@ -20,12 +20,34 @@ import torch.nn.functional as F
 from .core import Autoencoder, affine
 
 
+class _Softplus(torch.autograd.Function):
+    """log(1 + e^a) as max(a, 0) + log(1 + e^-|a|), gradient sigmoid(a). torch's CPU softplus
+    runs log1p unvectorised, while exp and log are vectorised (README: Benchmarks); this form
+    cannot overflow, and 1 + e^-|a| lies in (1, 2], where log is accurate to an ulp of 1."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a.clamp_min(0).add_(a.abs().neg_().exp_().add_(1).log_())
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, = ctx.saved_tensors
+        return grad * torch.sigmoid(a)
+
+
+def softplus(a):
+    """log(1 + e^a) elementwise, any shape: F.softplus's values within 1e-6 and its gradient
+    (tests/test_rbm.py)."""
+    return _Softplus.apply(a)
+
+
 def free_energy(v, W, b, c, visible: str, pre=None):
     """F(v) per sample: -c.v - sum_j softplus(W_j v + b_j) (Bernoulli visible), or
     ||v - c||^2 / 2 - sum_j softplus(W_j v + b_j) (Gaussian, unit variance); v (G,B,D) -> (G,B).
     pre: W v + b (G,B,M) when the caller has it."""
     pre = affine(v, W, b) if pre is None else pre
-    hidden = F.softplus(pre).sum(dim=-1)
+    hidden = softplus(pre).sum(dim=-1)
     if visible == "gaussian":
         return 0.5 * (v - c.unsqueeze(1)).pow(2).sum(dim=-1) - hidden
     return -(v * c.unsqueeze(1)).sum(dim=-1) - hidden
