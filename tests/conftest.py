@@ -5,6 +5,7 @@ import functools
 import http.server
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,12 @@ def pytest_collection_modifyitems(config, items):
     """xdist groups (`--dist loadgroup`): tests sharing an expensive fixture run on one worker.
 
     The tiny repository's tests are two groups, the multi-machine ones (fan-out, second clone,
-    queue) and the rest: as one group they were the whole run's critical path. Each worker
-    reproduces its own tiny repository (a session fixture is one per worker) and runs one group;
-    xdist hands out the largest groups first, so both start at once. The paper-scale tests share
-    one module fixture, which a split across workers would build twice."""
+    queue) and the rest: as one group they were the whole run's critical path. The workers share
+    one repro of it (tiny_reference). The fan-out test, first of its group, asks for it only
+    after its own jobs (marker tiny_repo_late), by when the other worker has built it. The
+    paper-scale tests share one module fixture, which a split across workers would build twice."""
     for item in items:
-        if "tiny_repo" in getattr(item, "fixturenames", ()):
+        if "tiny_repo" in getattr(item, "fixturenames", ()) or item.get_closest_marker("tiny_repo_late"):
             machines = item.path.name in ("test_fanout.py", "test_scaling.py")
             item.add_marker(pytest.mark.xdist_group("tiny_repo_machines" if machines else "tiny_repo"))
         elif "paper_repo" in getattr(item, "fixturenames", ()):
@@ -164,15 +165,35 @@ def git(*args, cwd):
     return run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd)
 
 
+def tiny_reference(tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the repository with params.yaml composed at scale=tiny, reproduced with the real
+    `dvc repro` and committed, once per test run: (path, output of that repro). The first xdist
+    worker to ask builds it under a file lock in the folder the workers share; the others wait
+    for it. Nobody works in it: tests get copies (tiny_repo)."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's own folder
+    ref, output = shared / "tiny-reference", shared / "tiny-reference.out"
+    with FileLock(str(shared / "tiny-reference.lock")):
+        if not output.is_file():  # written last: a build that failed part-way starts over
+            shutil.rmtree(ref, ignore_errors=True)
+            ref.mkdir()
+            copy_repo(ref)
+            (ref / "params.yaml").write_text(compose_params(ref, "scale=tiny"))
+            git("add", "-A", cwd=ref)
+            git("commit", "-qm", "tiny", cwd=ref)
+            first = dvc("repro", cwd=ref)
+            git("add", "-A", cwd=ref)
+            git("commit", "-qm", "reproduced", cwd=ref)
+            output.write_text(first.stdout + first.stderr)
+    return ref, output.read_text()
+
+
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory):
-    """A copy of the repository with params.yaml composed at scale=tiny, reproduced once with the
-    real `dvc repro`, and committed: (path, output of that repro)."""
-    dest = copy_repo(tmp_path_factory.mktemp("pipeline"))
-    (dest / "params.yaml").write_text(compose_params(dest, "scale=tiny"))
-    git("add", "-A", cwd=dest)
-    git("commit", "-qm", "tiny", cwd=dest)
-    first = dvc("repro", cwd=dest)
-    git("add", "-A", cwd=dest)
-    git("commit", "-qm", "reproduced", cwd=dest)
-    return dest, first.stdout + first.stderr
+    """This worker's copy of the reproduced tiny repository (its DVC cache too): (path, output of
+    the repro that built it). A copy instead of a repro of its own: the workers share one repro."""
+    ref, output = tiny_reference(tmp_path_factory)
+    dest = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(ref, dest, symlinks=True)
+    return dest, output

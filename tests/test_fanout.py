@@ -76,8 +76,8 @@ def _clone(origin: Path, dest: Path) -> Path:
     return dest
 
 
-def test_two_jobs_gather_into_the_report_of_one_full_run(tiny_repo, tmp_path):
-    full, _ = tiny_repo
+@pytest.mark.tiny_repo_late
+def test_two_jobs_gather_into_the_report_of_one_full_run(request, tmp_path):
     origin, storage = tmp_path / "origin.git", tmp_path / "storage"
     base = copy_repo(tmp_path / "base")
     (base / "params.yaml").write_text(compose_params(base, "scale=tiny"))
@@ -107,6 +107,7 @@ def test_two_jobs_gather_into_the_report_of_one_full_run(tiny_repo, tmp_path):
     dvc("pull", cwd=final)
     assert ran(dvc("repro", cwd=final).stdout) == ["report"]      # every paper's stages came from the jobs
     assert ran(dvc("repro", cwd=final).stdout) == []
+    full, _ = request.getfixturevalue("tiny_repo")  # the single full run, asked for only now
     for folder in ("metrics", "sweeps"):
         cmp = filecmp.dircmp(full / folder, final / folder)
         assert _same(cmp), f"{folder} differs from the single full run"
