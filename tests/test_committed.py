@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ("metrics/", "reports/", "sweeps/")
+# DVC's repository lock admits one command at a time: the tests that run dvc in this checkout share a worker
+ON_THE_CHECKOUT = pytest.mark.xdist_group("checkout_dvc")
 
 
 def _committed_outs() -> dict[str, dict]:
@@ -32,6 +35,7 @@ def test_every_committed_output_is_in_git_and_in_dvc_lock():
             assert path in tracked, path
 
 
+@ON_THE_CHECKOUT
 def test_the_committed_outputs_are_what_dvc_lock_records():
     """`dvc status` (which checks the cache: false outputs against dvc.lock without the cache) lists
     none of them as changed."""
@@ -46,6 +50,17 @@ def test_the_committed_outputs_are_what_dvc_lock_records():
     deps = [(stage, path) for stage, entries in status.items() for entry in entries if isinstance(entry, dict)
             for path in (entry.get("changed deps") or {}) if path.split("/")[0] not in ("data", "models", "checks", "timings")]
     assert deps == [], deps
+
+
+@ON_THE_CHECKOUT
+def test_a_fresh_clone_would_rerun_no_stage():
+    """`dvc repro --allow-missing --dry`: every stage unchanged but for outputs that live only in
+    DVC's cache (prepared data, models, timings), which a fresh clone lacks."""
+    out = subprocess.run([sys.executable, "-m", "dvc", "repro", "--allow-missing", "--dry"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    would_run = [line for line in out.stdout.splitlines() if line.startswith("Running stage")]
+    assert would_run == [] and "Data and pipelines are up to date." in out.stdout, would_run[:5] or out.stdout[-500:]
 
 
 def test_the_committed_report_is_the_default_scale_without_data_gaps():
