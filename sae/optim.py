@@ -7,8 +7,9 @@ operation: bit-identical to torch.optim.SGD and Adam with foreach=False (tests/t
 SGD also captures into a CUDA graph (no value changes between its steps but the tensors).
 
 Weight decay is added to p.grad in place (torch.optim allocates a new tensor every step): the
-same values, and after step() p.grad holds g + wd p. Both keep torch's interface where the loops use it: `param_groups` (dicts whose "lr" a
-schedule may set), `zero_grad()`, `step()`, `state_dict()`, `load_state_dict()`.
+same values, and after step() p.grad holds g + wd p. Both keep torch's interface where the
+loops use it: `param_groups` (dicts whose "lr" a schedule may set), `zero_grad()`, `step()`,
+`state_dict()`, `load_state_dict()`.
 """
 from __future__ import annotations
 

@@ -84,16 +84,21 @@ class FitResult:
 @dataclass(frozen=True)
 class ConvergenceRule:
     """When a model has converged (sae.stats.converged on its val_recon curve): the relative change
-    over the last `window` of its epochs, and at least `min_epochs`, stays under `tolerance`."""
+    over the last `window` of its epochs, and at least `min_epochs`, stays under `tolerance`.
+    A stop by it comes after at least `not_before` of the epoch cap."""
     window: float
     tolerance: float
     min_epochs: int
+    not_before: float = 0.0
 
-    def met(self, history: list[dict], schedule_end: int, diverged: list[bool]) -> bool:
+    def met(self, history: list[dict], schedule_end: int, diverged: list[bool], cap: int) -> bool:
         """True when every model that has not diverged has converged, judged on epochs after
-        schedule_end only (a stop never cuts a k, alpha or sigma schedule short)."""
+        schedule_end only (a stop never cuts a k, alpha or sigma schedule short), once
+        `not_before` of the `cap` epochs have run (a curve that falls slowly from the start is
+        flat over a short window: 0.3% an epoch met the rule after 6 of 190 epochs)."""
         n = len(history)
-        if n - schedule_end < stats.convergence_span(n, self.window, self.min_epochs) + 1 or all(diverged):
+        if n < self.not_before * cap or all(diverged) or \
+                n - schedule_end < stats.convergence_span(n, self.window, self.min_epochs) + 1:
             return False
         return all(d or stats.converged([row["val_recon"][g] for row in history], self.window, self.tolerance,
                                         self.min_epochs) for g, d in enumerate(diverged))
@@ -220,7 +225,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
                 bar.set_postfix(loss=f"{sum(row['loss']) / G:.4g}")
                 bar.update(1)
             if stop_at is not None and epoch + 1 < epochs and \
-                    stop_at.met(result.history, model.schedule_end(epochs), result.diverged):
+                    stop_at.met(result.history, model.schedule_end(epochs), result.diverged, epochs):
                 result.stopped_early = True
                 log.info("%s: every model converged after %d of %d epochs; stopping", name, epoch + 1, epochs)
             last = result.stopped_early or epoch + 1 == epochs
@@ -248,7 +253,7 @@ def stop_rule(loop, statistics) -> ConvergenceRule | None:
     if not loop.stop_at_convergence:
         return None
     return ConvergenceRule(statistics.convergence_window, statistics.convergence_tolerance,
-                           statistics.convergence_min_epochs)
+                           statistics.convergence_min_epochs, statistics.stop_not_before)
 
 
 def fit_loop(model, loop, x_train: torch.Tensor, x_val: torch.Tensor, *, seeds,

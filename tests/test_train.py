@@ -338,6 +338,10 @@ def test_training_stops_once_every_seed_meets_the_convergence_rule_and_not_insid
     full = _train("ae", x, xv, seeds=(0, 1), epochs=30)[1]
     assert not full.stopped_early and len(full.history) == 30
     assert capped.history == full.history[:4]  # the same epochs until the stop
+    # not before half the cap: a slow curve is flat over the first short window
+    halfway = _train("ae", x, xv, seeds=(0, 1), epochs=30,
+                     stop_at=ConvergenceRule(window=0.1, tolerance=0.5, min_epochs=3, not_before=0.5))[1]
+    assert halfway.stopped_early and len(halfway.history) == 15 and halfway.history == full.history[:15]
     never = ConvergenceRule(window=0.1, tolerance=1e-12, min_epochs=3)
     assert len(_train("ae", x, xv, seeds=(0,), epochs=8, stop_at=never)[1].history) == 8
     # k-sparse: k falls over the first half of the cap; the stop waits for the final k

@@ -24,6 +24,7 @@ PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, lt=1)]
 OpenUnit = Annotated[float, Field(gt=0, lt=1)]
+Share = Annotated[float, Field(ge=0, le=1)]
 Momentum = Annotated[float, Field(ge=0, lt=1)]  # >= 1 never converges
 DatasetId = Literal[C.DATASET_IDS]  # type: ignore[valid-type]
 ModelId = Literal[C.MODEL_IDS]  # type: ignore[valid-type]
@@ -278,6 +279,8 @@ class Statistics(Strict):
     convergence_tolerance: PosFloat = Field(description="relative change over that window under which a model "
                                                         "counts as converged")
     convergence_min_epochs: PosInt = Field(description="the window spans at least this many epochs")
+    stop_not_before: Share = Field(description="share of the epoch cap that trains before a stop at convergence "
+                                              "(<paper>.optim.stop_at_convergence) may end training")
 
 
 # ---------------------------------------------------------------- paper protocols

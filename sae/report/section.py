@@ -245,7 +245,8 @@ class Section:
                   f"error over the last {st.convergence_window:.0%} of its epochs, at least "
                   f"{st.convergence_min_epochs} (mean ± std over seeds); a seed counts as converged below "
                   f"{st.convergence_tolerance:g}. Where this run's epochs are a cap (stop at convergence, a declared "
-                  f"reduction), training ended once every seed met that rule. The per-epoch curves are DVC plots.",
+                  f"reduction), training ended once every seed met that rule, and not before "
+                  f"{st.stop_not_before:.0%} of the cap. The per-epoch curves are DVC plots.",
                   ["dataset", "model", "paper scale (epochs)", "this run (epochs)", "relative change", "converged"])
         for d, ds_refs in refs.items():
             for ref in ds_refs:
