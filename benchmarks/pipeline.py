@@ -129,6 +129,12 @@ def main(argv=None):
                   f"about {summed:.0f} s summed over the run")
             show("dvc repro, nothing to do", wall([py, "-m", "dvc", "repro"], dest, args.repeats))
     else:
+        dry = subprocess.run([py, "-m", "dvc", "repro", "--dry"], cwd=ROOT, capture_output=True, text=True)
+        pending = [line for line in dry.stdout.splitlines() if line.startswith("Running stage")]
+        if dry.returncode or pending:  # a fresh clone lacks the cached outputs: its "no-op" is the whole run
+            raise SystemExit("not timing the no-op dvc repro: here it would run stages (first: "
+                             f"{pending[0][len('Running stage '):].rstrip(':') if pending else dry.stderr.strip()}); "
+                             "run dvc repro first, or use --full")
         show("dvc repro, nothing to do (this checkout)", wall([py, "-m", "dvc", "repro"], ROOT, args.repeats))
 
 
