@@ -95,6 +95,12 @@ def lock_rewrite_seconds(lock: Path) -> tuple[int, float, float]:
     return len(text.splitlines()), rewrite(len(names)), summed
 
 
+def show_lock(lock: Path):
+    lines, last, summed = lock_rewrite_seconds(lock)
+    print(f"dvc.lock: {lines} lines; DVC's rewrite after a stage takes {last:.2f} s at the end, "
+          f"about {summed:.0f} s summed over a run that writes it stage by stage")
+
+
 def show(label, times):
     print(f"{label:42s} median {statistics.median(times):7.2f} s  (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})")
 
@@ -107,9 +113,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     if args.lock:
-        lines, last, summed = lock_rewrite_seconds(ROOT / "dvc.lock")
-        print(f"dvc.lock: {lines} lines; DVC's rewrite after a stage takes {last:.2f} s at the end, "
-              f"about {summed:.0f} s summed over a run that writes it stage by stage")
+        show_lock(ROOT / "dvc.lock")
         return
     py = sys.executable
     show("python -c pass", wall([py, "-c", "pass"], ROOT, args.repeats))
@@ -124,9 +128,7 @@ def main(argv=None):
             total, stages = repro_by_stage(dest)
             show("dvc repro, default params, from scratch", [total])
             show_stages(stages)
-            lines, last, summed = lock_rewrite_seconds(dest / "dvc.lock")
-            print(f"dvc.lock: {lines} lines; DVC's rewrite after a stage takes {last:.2f} s at the end, "
-                  f"about {summed:.0f} s summed over the run")
+            show_lock(dest / "dvc.lock")
             show("dvc repro, nothing to do", wall([py, "-m", "dvc", "repro"], dest, args.repeats))
     else:
         dry = subprocess.run([py, "-m", "dvc", "repro", "--dry"], cwd=ROOT, capture_output=True, text=True)
