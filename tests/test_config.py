@@ -4,6 +4,7 @@ a value came from."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -161,16 +162,23 @@ def test_the_schema_documents_every_group():
                                                          schema.AEProtocol, schema.SweepProtocol), name
 
 
-def scale_declares(scale: str, paper: str, dataset: str, model: str | None = None) -> bool:
-    """True when conf/scale/<scale>.yaml itself sets this budget (the model's training epochs on
-    `dataset`, or with model=None the fine-tuning epochs): a budget equal to the paper scale's is
-    then the scale's declared choice, not one inherited silently."""
-    p = (yaml.safe_load((ROOT / "conf" / "scale" / f"{scale}.yaml").read_text()) or {}).get(paper) or {}
+@functools.cache
+def scale_file(scale: str) -> dict:
+    return yaml.safe_load((ROOT / "conf" / "scale" / f"{scale}.yaml").read_text()) or {}
+
+
+def below_paper_scale(ours: int, theirs: int, scale: str, paper: str, dataset: str, model: str | None = None) -> bool:
+    """ours < theirs, or equal where conf/scale/<scale>.yaml itself sets this budget (the model's
+    training epochs on `dataset`, or with model=None the fine-tuning epochs): the scale's declared
+    choice, not a paper budget inherited silently."""
+    p = scale_file(scale).get(paper) or {}
     if model is None:
         f = p.get("finetune") or {}
-        return "epochs" in (f.get("settings") or {}) or "epochs" in ((f.get("datasets") or {}).get(dataset) or {})
-    return ("epochs" in ((p.get("train") or {}).get(dataset) or {})
-            or "epochs" in ((((p.get("model") or {}).get(model) or {}).get("datasets") or {}).get(dataset) or {}))
+        declared = "epochs" in (f.get("settings") or {}) or "epochs" in ((f.get("datasets") or {}).get(dataset) or {})
+    else:
+        declared = ("epochs" in ((p.get("train") or {}).get(dataset) or {})
+                    or "epochs" in ((((p.get("model") or {}).get(model) or {}).get("datasets") or {}).get(dataset) or {}))
+    return ours < theirs or (ours == theirs and declared)
 
 
 @pytest.mark.parametrize("scale", ["quick", "default"])
@@ -186,13 +194,12 @@ def test_fashion_in_place_of_mnist_takes_the_scales_budget_not_the_papers(scale)
     for paper in ("amini2018", "seyyedsalehi2017", "makhzani2014"):
         model = params.protocol(paper).models[-1]
         run, full = run_config(params, paper, "fashion", model), run_config(paper_scale, paper, "mnist", model)
-        assert run.loop.epochs < full.loop.epochs or (
-            run.loop.epochs == full.loop.epochs and scale_declares(scale, paper, "mnist", model)), \
+        assert below_paper_scale(run.loop.epochs, full.loop.epochs, scale, paper, "mnist", model), \
             (paper, model, run.loop.epochs)
         if params.protocol(paper).finetune is not None and params.protocol(paper).finetune.models:
             ours, theirs = (finetune_settings(params, paper, "fashion").epochs,
                             finetune_settings(paper_scale, paper, "mnist").epochs)
-            assert ours < theirs or (ours == theirs and scale_declares(scale, paper, "mnist")), (paper, ours)
+            assert below_paper_scale(ours, theirs, scale, paper, "mnist"), (paper, ours)
 
 
 CLI_REFUSALS = [
@@ -259,14 +266,12 @@ def test_every_dataset_a_paper_can_run_takes_this_scales_budget(scale):
             for model in protocol.models:
                 epochs = run_config(params, paper, dataset, model).loop.epochs
                 full = run_config(paper_scale, paper, paper_ds, model).loop.epochs
-                assert epochs < full or (epochs == full and scale_declares(scale, paper, paper_ds, model)), \
-                    (scale, paper, dataset, model, epochs)
+                assert below_paper_scale(epochs, full, scale, paper, paper_ds, model), (scale, paper, dataset, model, epochs)
             labelled = catalog.DATASETS[dataset].kind not in ("patches", "pixel_patches")  # fine-tuning needs labels
             if labelled and protocol.finetune is not None and protocol.finetune.models:
                 ours = finetune_settings(params, paper, dataset).epochs
                 theirs = finetune_settings(paper_scale, paper, paper_ds).epochs
-                assert ours < theirs or (ours == theirs and scale_declares(scale, paper, paper_ds)), \
-                    (scale, paper, dataset, ours)
+                assert below_paper_scale(ours, theirs, scale, paper, paper_ds), (scale, paper, dataset, ours)
 
 
 def test_the_stage_enumeration_is_what_dvc_expands():
