@@ -69,7 +69,8 @@ def header(ctx: Context) -> None:
         "little power, so \"flat\" is weak evidence of no trend.",
         f"- Convergence: a seed has converged when its validation reconstruction moved by less than "
         f"{st.convergence_tolerance:g} (relative) over the last {st.convergence_window:.0%} of its epochs "
-        f"(at least {st.convergence_min_epochs}).",
+        f"(at least {st.convergence_min_epochs}), both between the window's ends and along its least-squares "
+        f"line, so that a jittery curve whose trend still falls does not pass by luck.",
         "- A missing number is “—” with a footnote saying why.", "")
 
 

@@ -243,7 +243,8 @@ class Section:
         self.add("### Convergence", "")
         t = Table(f"**Convergence ({self.paper}).** Relative change of each model's validation reconstruction "
                   f"error over the last {st.convergence_window:.0%} of its epochs, at least "
-                  f"{st.convergence_min_epochs} (mean ± std over seeds); a seed counts as converged below "
+                  f"{st.convergence_min_epochs}: the larger of the change between the window's ends and that "
+                  f"of its least-squares line (mean ± std over seeds); a seed counts as converged below "
                   f"{st.convergence_tolerance:g}. Where this run's epochs are a cap (stop at convergence, a declared "
                   f"reduction), training ended once every seed met that rule, and not before "
                   f"{st.stop_not_before:.0%} of the cap. The per-epoch curves are DVC plots.",
