@@ -144,11 +144,14 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--epoch", action="store_true", help="also time one MNIST-sized fit() epoch")
     ap.add_argument("--public", action="store_true",
-                    help="k-sparse backward without torch's private per-sample-weight kernel (its public fallback)")
+                    help="without torch's private kernels (k-sparse's per-sample-weight backward, the fused SGD "
+                         "update): their public fallbacks")
     args = ap.parse_args(argv)
     if args.public:
         import sae.models.ksparse
+        import sae.optim
         sae.models.ksparse._private_dots = lambda: None
+        sae.optim.fused_sgd_ = lambda *a, **k: False
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     peak = matmul_gflops(device)

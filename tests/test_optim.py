@@ -42,13 +42,42 @@ LRS = [0.05 * (1 - i / 7) + 1e-3 for i in range(7)]  # a schedule set through pa
 
 
 @pytest.mark.parametrize("ours, theirs", [
-    (lambda p: SGD(p, lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, foreach=False)),
+    # on CPU, momentum SGD runs torch's fused kernel: torch.optim's fused SGD, bit for bit
+    (lambda p: SGD(p, lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, fused=True)),
     (lambda p: SGD(p, lr=0.05), lambda p: torch.optim.SGD(p, lr=0.05, foreach=False)),
 ])
 def test_sgd_is_torch_optim_sgd_bit_for_bit(ours, theirs):
     a, _ = _run(ours, 7, lrs=LRS)
     b, _ = _run(theirs, 7, lrs=LRS)
     for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_sgd_without_the_fused_kernel_is_the_public_loop_bit_for_bit(monkeypatch):
+    """Where torch has no fused SGD kernel (a private op), the public operations run: torch.optim's
+    per-tensor SGD, bit for bit; and the fused kernel agrees with them to float rounding."""
+    fused, _ = _run(lambda p: SGD(p, lr=0.05, momentum=0.9), 7, lrs=LRS)
+    monkeypatch.delattr(torch, "_fused_sgd_", raising=False)
+    public, _ = _run(lambda p: SGD(p, lr=0.05, momentum=0.9), 7, lrs=LRS)
+    reference, _ = _run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, foreach=False), 7, lrs=LRS)
+    for x, y, z in zip(public, reference, fused):
+        assert torch.equal(x, y)
+        torch.testing.assert_close(z, x, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_sgd_refusal_falls_back_with_nothing_changed(monkeypatch):
+    """A kernel that refuses its arguments (as a later torch might) changes nothing: the public
+    operations then make the whole update."""
+    import sae.optim
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("refused")
+    monkeypatch.setattr(torch, "_fused_sgd_", refuse, raising=False)
+    assert not sae.optim.fused_sgd_([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)], lr=0.1, momentum=0.9,
+                                    weight_decay=0.0, first_step=True)
+    ours, _ = _run(lambda p: SGD(p, lr=0.05, momentum=0.9), 7, lrs=LRS)
+    reference, _ = _run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, foreach=False), 7, lrs=LRS)
+    for x, y in zip(ours, reference):
         assert torch.equal(x, y)
 
 
