@@ -77,6 +77,7 @@ def families(params):
     """(label, paper, dataset, model) of the families the default run trains on MNIST."""
     return [("000 sigmoid 784-196 (l1prox)", "amini2018", "mnist", "l1prox"),
             ("000 sigmoid 784-196 (ae)", "amini2018", "mnist", "ae"),
+            ("000 sigmoid 784-196 (ncae)", "amini2018", "mnist", "ncae"),
             ("001 PSAE 784-196 (sl0sq)", "seyyedsalehi2017", "mnist", "sl0sq"),
             ("002 dropout 784-1000", "makhzani2014", "mnist", "dropout"),
             ("002 denoising 784-1000", "makhzani2014", "mnist", "dae"),

@@ -81,6 +81,27 @@ def test_ncae_negative_weight_term_by_hand():
     assert close(m.penalty(None, torch.rand(1, 3, 2)), 0.1 / 2 * negatives_sq)
 
 
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_negative_weight_penalty_is_autograds_clamp_pow_sum_with_its_gradient(tied):
+    """The one-pass penalty against the plain autograd computation: values and gradients, with a
+    tied decoder (W transposed, counted twice) and a per-model batch of 3."""
+    from sae.models.penalties import negative_weight_penalty
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(3, 7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    W_dec = torch.randn(3, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = (W, W.transpose(1, 2)) if tied else (W, W_dec)
+    coef = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    ours = negative_weight_penalty(*weights)
+    plain = sum(w.clamp(max=0).pow(2).sum(dim=(-2, -1)) for w in weights)
+    torch.testing.assert_close(ours, plain)
+    grads = torch.autograd.grad((coef * ours).sum(), [W, W_dec], allow_unused=True)
+    expected = torch.autograd.grad((coef * plain).sum(), [W, W_dec], allow_unused=True)
+    for a, b in zip(grads, expected):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
 def test_sae0_penalty_by_hand_and_clamp():
     m = build("sae0", 2, 2, lam=0.5)
     h = T([[[0.2, 0.9], [0.4, 1.0]]])  # rho_hat = 0.3, 0.95

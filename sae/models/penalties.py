@@ -33,9 +33,28 @@ def student_t_penalty(h):
     return torch.log1p(h * h).sum(dim=-1).mean(dim=-1)  # 000 sec. I [13]: AL1SAE, smooth l1 surrogate
 
 
+class _NegativeSquares(torch.autograd.Function):
+    """sum of min(w, 0)^2 per model, and its gradient 2 min(w, 0): one pass over w and a dot
+    product forward, one pass backward, where autograd's clamp -> pow -> sum makes six passes and
+    four temporaries of the weights' size every step (README: Benchmarks). First derivatives only."""
+
+    @staticmethod
+    def forward(ctx, w):
+        neg = w.clamp(max=0)
+        ctx.save_for_backward(neg)
+        flat = neg.reshape(neg.shape[0], 1, -1)
+        return torch.bmm(flat, flat.transpose(1, 2)).view(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        neg, = ctx.saved_tensors
+        return neg * (2 * grad).view(-1, *([1] * (neg.dim() - 1)))
+
+
 def negative_weight_penalty(*weights):
-    """Sum of squared negative entries over the given (G, r, c) weight matrices -> (G,) (not batch)."""
-    return sum(w.clamp(max=0).pow(2).sum(dim=(-2, -1)) for w in weights)  # 000 [16] NCAE (Hosseini-Asl et al.)
+    """Sum of squared negative entries over the given (G, r, c) weight matrices -> (G,) (not batch);
+    the values and gradients of sum(w.clamp(max=0).pow(2).sum((-2, -1))) (tests/test_models.py)."""
+    return sum(_NegativeSquares.apply(w) for w in weights)  # 000 [16] NCAE (Hosseini-Asl et al.)
 
 
 def smoothed_l0_squared(h, sigma):
