@@ -7,7 +7,6 @@ import filecmp
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -49,20 +48,21 @@ for path in sys.argv[1:]:
 
 def test_skypilot_loads_every_task(tmp_path):
     """Each cluster/*.yaml loads as a SkyPilot Task. skypilot is an optional extra (`[cloud]`), not
-    in the test environment: where it is not importable, pip installs into a folder of its own only
-    what this environment lacks (faster than a fresh venv), which the loader alone sees through
-    PYTHONPATH; the test skips only when pip cannot install it."""
+    in the test environment: where it is not importable, pip installs it with its dependencies into a
+    folder of its own (`--target`, which never touches this environment: `--prefix` once uninstalled
+    this environment's click to put skypilot's older one there, and every later `dvc exp run` of
+    the suite failed), which the loader alone sees through PYTHONPATH; the test skips only when pip
+    cannot install it."""
     env = dict(os.environ)
     try:
         import sky  # noqa: F401
     except ImportError:
-        prefix = tmp_path / "skypilot-prefix"
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--prefix", str(prefix), "skypilot",
+        target = tmp_path / "skypilot-target"
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "skypilot",
                               "pyyaml"], capture_output=True, text=True, timeout=900)
         if pip.returncode != 0:
             pytest.skip(f"skypilot cannot be installed here: {pip.stderr.strip().splitlines()[-1:]}")
-        site = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH")) if p)
     loaded = subprocess.run([sys.executable, "-c", LOAD_TASKS, *map(str, TASKS)], capture_output=True, text=True,
                             cwd=tmp_path, env=env, timeout=300)
     assert loaded.returncode == 0, loaded.stderr
