@@ -10,7 +10,7 @@ tensor every step): the same values, and after step() p.grad holds g + wd p.
 
 On CPU, SGD with momentum runs torch's fused kernel instead (the one behind
 torch.optim.SGD(fused=True), bit for bit; p.grad is left as it was): one pass over each tensor
-instead of four, 2-2.6x faster on the papers' weight matrices (README: Benchmarks). It is a
+instead of four (README: Benchmarks). It is a
 private op, so `fused_sgd_` falls back to the public operations when it is missing or refuses
 its arguments (tests/test_optim.py checks both against torch.optim).
 
@@ -102,23 +102,18 @@ class SGD(_Optimizer):
     def _fused(self, params, lr: float, mu: float, wd: float) -> bool:
         """One fused update of `params` (momentum buffers created at their first step, as above);
         False, with nothing changed, when the fused kernel is unavailable."""
-        states = [self.state.get(p, {}) for p in params]
-        first = [p for p, s in zip(params, states) if s.get("momentum_buffer") is None]
-        later = [p for p, s in zip(params, states) if s.get("momentum_buffer") is not None]
-        buffers = {p: torch.empty_like(p) for p in first}
-        for subset, is_first in ((first, True), (later, False)):
-            if not subset:
-                continue
-            bufs = [buffers[p] if is_first else self.state[p]["momentum_buffer"] for p in subset]
-            if not fused_sgd_(subset, [p.grad for p in subset], bufs, lr=lr, momentum=mu, weight_decay=wd,
-                              first_step=is_first):
-                if is_first or not first:
+        old = {p: self.state.get(p, {}).get("momentum_buffer") for p in params}
+        new = {p: torch.empty_like(p) for p in params if old[p] is None}
+        for first in (True, False):
+            subset = [p for p in params if (p in new) == first]
+            if subset and not fused_sgd_(subset, [p.grad for p in subset], [new.get(p, old[p]) for p in subset],
+                                         lr=lr, momentum=mu, weight_decay=wd, first_step=first):
+                if first or not new:
                     return False  # nothing was updated yet: the caller runs the public operations
                 raise RuntimeError("the fused SGD kernel failed after updating some parameters")
-        for p in first:
-            self.state.setdefault(p, {})["momentum_buffer"] = buffers[p]
+        for p, buf in new.items():
+            self.state.setdefault(p, {})["momentum_buffer"] = buf
         return True
-
 
 def fused_sgd_(params, grads, buffers, *, lr: float, momentum: float, weight_decay: float,
                first_step: bool) -> bool:

@@ -36,7 +36,7 @@ def student_t_penalty(h):
 class _NegativeSquares(torch.autograd.Function):
     """sum of min(w, 0)^2 per model, and its gradient 2 min(w, 0): one pass over w and a dot
     product forward, one pass backward, where autograd's clamp -> pow -> sum makes six passes and
-    four temporaries of the weights' size every step (README: Benchmarks). First derivatives only."""
+    four temporaries of the weights' size every step. First derivatives only."""
 
     @staticmethod
     def forward(ctx, w):
