@@ -115,6 +115,7 @@ class SGD(_Optimizer):
             self.state.setdefault(p, {})["momentum_buffer"] = buf
         return True
 
+
 def fused_sgd_(params, grads, buffers, *, lr: float, momentum: float, weight_decay: float,
                first_step: bool) -> bool:
     """SGD with momentum in place, torch's form (d = g + wd p; buf = mu buf + d, or d at the first

@@ -49,7 +49,7 @@ CASES = [  # (params path, value, a part of the one line)
 # A few stages of every kind: outputs a late validation would let DVC remove, without the whole
 # tiny run (this module then runs beside the tests that share it).
 REPRODUCED = ("evaluate-makhzani2014@optdigits-ksparse", "finetune-amini2018@optdigits-l1prox",
-              "sweep-arpit2016@optdigits-cae")
+              "sweep-arpit2016@optdigits")
 
 
 @pytest.fixture(scope="module")

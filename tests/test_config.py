@@ -283,7 +283,7 @@ def test_the_stage_enumeration_is_what_dvc_expands():
                             capture_output=True, text=True).stdout.split()
     kinds = {"train", "evaluate", "finetune", "sweep"}
     dvc_names = {n for n in listed if "@" in n and n.split("-")[0] in kinds}
-    ours = {(f"train-{p}-filters" if k == "filters" else f"{k}-{p}") + f"@{d}-{m}"
+    ours = {(f"train-{p}-filters" if k == "filters" else f"{k}-{p}") + (f"@{d}-{m}" if m else f"@{d}")
             for k, p, d, m in stages(load(ROOT / "params.yaml"))}
     assert ours == dvc_names
 

@@ -64,7 +64,7 @@ def test_every_paper_dataset_is_downloaded_prepared_and_used(paper_repo):
     for stage in ("train-amini2018@svhn-l1prox", "finetune-amini2018@svhn-l1prox",
                   "evaluate-seyyedsalehi2017@cifar10-sl0sq", "evaluate-seyyedsalehi2017@optdigits_uci-sl0sq",
                   "train-makhzani2014@norb-ksparse", "finetune-makhzani2014@mnist-ksparse",
-                  "train-makhzani2014-filters@cifar10_patches-ksparse", "sweep-arpit2016@cifar10_pixel_patches-dae",
+                  "train-makhzani2014-filters@cifar10_patches-ksparse", "sweep-arpit2016@cifar10_pixel_patches",
                   "report"):
         assert stage in stages, stage
 

@@ -186,8 +186,9 @@ def sweep_settings(params: S.Params, paper: str, dataset: str) -> S.SweepSetting
                         S.SweepSettings)
 
 
-def stages(params: S.Params) -> list[tuple[str, str, str, str]]:
-    """(kind, paper, dataset, model) of every model stage the protocols define (dvc.yaml's matrices)."""
+def stages(params: S.Params) -> list[tuple[str, str, str, str | None]]:
+    """(kind, paper, dataset, model) of every model stage the protocols define (dvc.yaml's matrices);
+    a sweep stage trains every model of its dataset, so its model is None."""
     out = []
     for paper in C.AUTOENCODER_PAPERS:
         p = params.protocol(paper)
@@ -200,5 +201,5 @@ def stages(params: S.Params) -> list[tuple[str, str, str, str]]:
             out += [("filters", paper, d, m) for d in p.filters.datasets for m in p.filters.models]
     for paper in C.SWEEP_PAPERS:
         p = params.protocol(paper)
-        out += [("sweep", paper, d, m) for d in p.datasets for m in p.models]
+        out += [("sweep", paper, d, None) for d in p.datasets]
     return out
