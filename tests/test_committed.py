@@ -55,8 +55,8 @@ def test_the_committed_outputs_are_what_dvc_lock_records():
 
 
 def test_dvc_lock_records_only_the_pipelines_stages():
-    """DVC never removes the entry of a stage that left dvc.yaml; a stale one would still count in the
-    checks above and cost every stage's lock rewrite its size."""
+    """DVC never removes the entry of a stage that left dvc.yaml (`python -m sae.lockfile prune` does); a
+    stale one would still count in the checks above and cost every stage's lock rewrite its size."""
     listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.split()
     assert sorted(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]) == sorted(listed)
