@@ -26,8 +26,12 @@ def stale_stages(root: Path = Path(".")) -> list[str]:
     lock = Path(root) / "dvc.lock"
     if not lock.is_file():
         raise DataError(f"{lock}: not found (run this in the repository's root)")
-    with Repo(str(root)) as repo:
-        live = {stage.name for stage in repo.index.stages}
+    from dvc.exceptions import DvcException
+    try:
+        with Repo(str(root)) as repo:
+            live = {stage.name for stage in repo.index.stages}
+    except DvcException as exc:  # a dvc.yaml or params.yaml DVC cannot expand: never guess what is stale
+        raise DataError(f"dvc.yaml: DVC cannot list the pipeline's stages ({exc})") from None
     return [name for name in (load_yaml(str(lock)).get("stages") or {}) if name not in live]
 
 

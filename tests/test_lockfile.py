@@ -57,3 +57,11 @@ def test_prune_without_a_lock_file_names_it(tmp_path):
     (repo / "dvc.lock").unlink()
     out = _prune(repo)
     assert out.returncode != 0 and "dvc.lock: not found" in out.stderr and "Traceback" not in out.stderr, out
+
+
+def test_prune_with_a_pipeline_dvc_cannot_expand_touches_nothing(tmp_path):
+    repo = _repo(tmp_path)
+    (repo / "params.yaml").write_text("other: [a]\n")   # ${names} no longer resolves
+    out = _prune(repo)
+    assert out.returncode != 0 and "DVC cannot list the pipeline's stages" in out.stderr, out
+    assert "Traceback" not in out.stderr and (repo / "dvc.lock").read_text() == LOCK
