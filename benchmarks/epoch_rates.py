@@ -5,7 +5,9 @@
 Each family is built from params.yaml (the default scale: real MNIST shapes) exactly as its
 stage builds it: every seed (and k, or coefficient) as one batch of G models. One epoch over
 `--rows` rows of MNIST-shaped data (random pixels; the speed does not depend on the content)
-is timed with sae.train.fit and scaled to the 50,000 training rows. The roofline is the same
+is timed with sae.train.fit, again over twice as many rows, and the line through the two gives
+the epoch over the 50,000 training rows: the costs paid once an epoch (the validation probe of the
+train stage's size, the RBM's monitor) count once, not 50,000 / rows times. The roofline is the same
 epoch's GEMMs (the encoder and decoder matmuls, forward and backward, as batched bmm of the
 same shapes) timed alone in the same run: "share" is that time over the epoch's. k-sparse
 counts its decoder-side GEMMs at k/M of dense (the work a sparse kernel would do).
@@ -33,6 +35,8 @@ from sae.models.core import batched_mm  # noqa: E402
 from sae.models.batch import layout  # noqa: E402
 from sae.rng import init_generators  # noqa: E402
 from sae.train import fit  # noqa: E402
+from stages.sweep import PROBE_ROWS  # noqa: E402  (the sweep stage's probe batch)
+from stages.train import VAL_PROBE  # noqa: E402  (the train stage's probe batch)
 
 N_TRAIN = 50_000
 
@@ -73,6 +77,14 @@ def gemm_seconds(G, B, D, M, steps, device, decoder_share=1.0) -> float:
     return _median_seconds(epoch, device, repeats=2)
 
 
+def _line(seconds_for, rows: int) -> tuple[float, float]:
+    """(seconds paid once, seconds per row) of the line through seconds_for(rows) and
+    seconds_for(2 * rows)."""
+    one, two = seconds_for(rows), seconds_for(2 * rows)
+    per_row = max(two - one, 0.0) / rows
+    return max(one - per_row * rows, 0.0), per_row
+
+
 def families(params):
     """(label, paper, dataset, model) of the families the default run trains on MNIST."""
     return [("000 sigmoid 784-196 (l1prox)", "amini2018", "mnist", "l1prox"),
@@ -93,11 +105,13 @@ def time_family(params, paper, dataset, name, rows, device):
     D, M, B = 784, cfg.loop.hidden, cfg.loop.batch
     model = build(cfg.id, D, M, n_models=lay.n_models, per_model=lay.per_model(),
                   generators=init_generators(lay.model_seeds), **opts).to(device)
-    x = torch.rand(rows, D, device=device)
+    x = torch.rand(2 * rows, D, device=device)
     run = dict(epochs=1, batch=B, lr=cfg.loop.lr * 0.01, momentum=cfg.loop.momentum, seeds=lay.model_seeds,
                progress=False)
     model.on_epoch_start(10**6, 2 * 10**6)  # the final k / alpha / sigma
-    sec = _median_seconds(lambda: fit(model, x, x[:1000], **run), device) * N_TRAIN / rows
+    x_val = torch.rand(VAL_PROBE, D, device=device)
+    once, per_row = _line(lambda n: _median_seconds(lambda: fit(model, x[:n], x_val, **run), device), rows)
+    sec = once + per_row * N_TRAIN
     share = 1.0
     if cfg.id == "ksparse":
         k = model.k if isinstance(model.k, int) else float(model.k.float().mean())
@@ -118,7 +132,8 @@ def time_sweep(params, rows, device):
     n = min(rows, st.train_rows or rows)
     x = torch.randn(n, 784, device=device)
     seeds = [s for _ in coefs for s in params.seeds]
-    sec = _median_seconds(lambda: fit(model, x, x[:500], epochs=1, batch=B, lr=0.001, seeds=seeds,
+    x_probe = torch.randn(PROBE_ROWS, 784, device=device)
+    sec = _median_seconds(lambda: fit(model, x, x_probe, epochs=1, batch=B, lr=0.001, seeds=seeds,
                                       progress=False), device)
     gemm = gemm_seconds(G, B, 784, M, n // B, device)
     return G, B, n, sec, gemm
