@@ -202,16 +202,12 @@ def check_references(params: S.Params) -> None:
             listed(f"{paper}.filters.models", p.filters.models, p.model, f"defined in {paper}.model")
         for name in p.model:
             P.model_entry(p, paper, name)
-        for d in p.datasets:
-            for m in p.models:
-                P.run_config(params, paper, d, m)
-        for d in (p.filters.datasets if p.filters else []):
-            for m in p.filters.models:
-                P.run_config(params, paper, d, m)
     for paper in C.SWEEP_PAPERS:
-        p = params.protocol(paper)
-        prepared(f"{paper}.datasets", p.datasets)
-        for d in p.datasets:
+        prepared(f"{paper}.datasets", params.protocol(paper).datasets)
+    for kind, paper, d, m in P.stages(params):  # the resolved settings of every stage that trains
+        if kind in ("train", "filters"):
+            P.run_config(params, paper, d, m)
+        elif kind == "sweep":
             P.sweep_settings(params, paper, d)
 
 

@@ -147,12 +147,11 @@ def _layer_source(by_dataset: dict, fallback: str, dataset: str, key: str, path:
     return out
 
 
-def _ae_runs(protocol) -> list[tuple[str, str]]:
-    """(dataset, model) of every model stage of an autoencoder protocol (filters included)."""
-    runs = [(d, m) for d in protocol.datasets for m in protocol.models]
-    if protocol.filters:
-        runs += [(d, m) for d in protocol.filters.datasets for m in protocol.filters.models if (d, m) not in runs]
-    return runs
+def _ae_runs(params, paper: str) -> list[tuple[str, str]]:
+    """(dataset, model) of every training stage of an autoencoder paper (filters included), once each."""
+    from sae.config import protocol as P
+    return list(dict.fromkeys((d, m) for kind, p, d, m in P.stages(params)
+                              if p == paper and kind in ("train", "filters")))
 
 
 def _run_key(parts: list[str]) -> tuple[str, str] | None:
@@ -184,7 +183,7 @@ def effective(params, paper: str, key: str, dataset: str = ANY, model: str = ANY
     if paper in C.AUTOENCODER_PAPERS and _run_key(parts):
         key_ds, key_model = _run_key(parts)
         out = []
-        for d, m in _ae_runs(p):
+        for d, m in _ae_runs(params, paper):
             if not (matches(d, key_ds) and matches(d, dataset) and fnmatch.fnmatchcase(m, key_model)
                     and model in (ANY, m)):
                 continue
