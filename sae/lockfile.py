@@ -20,13 +20,13 @@ USAGE = __doc__.split("\n\n")[1]
 
 def stale_stages(root: Path = Path(".")) -> list[str]:
     """Names of dvc.lock entries that no stage of dvc.yaml (as params.yaml expands it) has."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
     from dvc.utils.serialize import load_yaml
     from sae.errors import DataError
     lock = Path(root) / "dvc.lock"
     if not lock.is_file():
         raise DataError(f"{lock}: not found (run this in the repository's root)")
-    from dvc.exceptions import DvcException
     try:
         with Repo(str(root)) as repo:
             live = {stage.name for stage in repo.index.stages}
