@@ -7,8 +7,9 @@ After a run at another scale (whose stages have other names: `mnist5k`, not `mni
 stage, the old entries stay, and DVC loads and rewrites the whole file after every stage, so each
 stage pays for them (README: Benchmarks). The pipeline's stages are those dvc.yaml expands for the
 current params.yaml (`dvc stage list`); DVC's own YAML round trip rewrites the file, so the kept
-entries are unchanged byte for byte. A pruned stage that comes back is looked up in DVC's run-cache
-before it runs again.
+entries are unchanged byte for byte. It prunes against the current params.yaml, so run it at the
+scale whose entries you keep; a pruned stage that comes back is looked up in DVC's run-cache and
+reruns only if no run of it is there (the committed dvc.lock keeps the default run's entries).
 """
 from __future__ import annotations
 
