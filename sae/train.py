@@ -27,10 +27,16 @@ from sae.rng import Streams
 log = logging.getLogger(__name__)
 
 
-def learning_rate(epoch: int, epochs: int, lr: float, schedule: str, final_lr: float) -> float:
-    """Per-epoch rate: constant, or linear from lr down to final_lr over the run (002 sec. 4.2.2)."""
+def learning_rate(epoch: int, epochs: int, lr: float, schedule: str, final_lr: float,
+                  hold: float | None = None) -> float:
+    """Per-epoch rate: constant, or linear from lr down to final_lr over the run (002 sec. 4.2.2);
+    with `hold`, linear over the first epochs and final_lr over the last ceil(hold * epochs), so a
+    convergence window of that length judges one rate, not the schedule's decline."""
     if schedule == "constant" or epochs <= 1:
         return lr
+    if hold:
+        ramp = epochs - math.ceil(hold * epochs)  # epochs of the decay; it ends at final_lr exactly
+        return final_lr if epoch >= ramp - 1 else lr + (final_lr - lr) * epoch / (ramp - 1)
     return lr + (final_lr - lr) * epoch / (epochs - 1)
 
 
@@ -117,7 +123,7 @@ def batches(x: torch.Tensor, streams: Streams, rows: torch.Tensor) -> torch.Tens
 
 def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch: int, seeds,
         optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, schedule: str = "constant",
-        final_lr: float = 0.001, checkpoint: Path | None = None, checkpoint_every: int = 0,
+        final_lr: float = 0.001, hold: float | None = None, checkpoint: Path | None = None, checkpoint_every: int = 0,
         fingerprint: str = "", on_epoch: Callable[[dict], None] | None = None, name: str = "model",
         progress: bool = True, cuda_graph: bool = True, on_divergence: str = "raise",
         stop_at: ConvergenceRule | None = None) -> FitResult:
@@ -182,7 +188,7 @@ def fit(model, x_train: torch.Tensor, x_val: torch.Tensor, *, epochs: int, batch
     try:
         for epoch in range(start, epochs):
             scheduled = model.on_epoch_start(epoch, epochs) or {}
-            rate = learning_rate(epoch, epochs, lr, schedule, final_lr)
+            rate = learning_rate(epoch, epochs, lr, schedule, final_lr, hold)
             for group in opt.param_groups:
                 group["lr"] = rate
             perm = order.permutations(n)
@@ -261,4 +267,5 @@ def fit_loop(model, loop, x_train: torch.Tensor, x_val: torch.Tensor, *, seeds,
     """fit() with the settings of a resolved sae.config.schema.Loop."""
     return fit(model, x_train, x_val, epochs=loop.epochs, batch=loop.batch, seeds=seeds,
                optimizer=loop.optimizer, lr=loop.lr, momentum=loop.momentum, schedule=loop.schedule,
-               final_lr=loop.final_lr, checkpoint_every=loop.checkpoint_every, stop_at=stop_at, **fit_kwargs)
+               final_lr=loop.final_lr, hold=loop.hold, checkpoint_every=loop.checkpoint_every, stop_at=stop_at,
+               **fit_kwargs)

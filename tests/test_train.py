@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae import metrics
+from sae import metrics, stats
 from sae.config import load
 from sae.config.protocol import run_config
 from sae.data import prepared
@@ -185,6 +185,25 @@ def test_learning_rate_schedules():
     assert learning_rate(0, 11, 0.1, "linear", 0.0) == pytest.approx(0.1)
     assert learning_rate(5, 11, 0.1, "linear", 0.0) == pytest.approx(0.05)
     assert learning_rate(10, 11, 0.1, "linear", 0.0) == pytest.approx(0.0)
+
+
+def test_hold_keeps_the_last_window_at_final_lr_and_unset_is_the_plain_decay():
+    plain = [0.1 + (0.005 - 0.1) * e / 99 for e in range(100)]  # the formula before `hold` existed
+    assert [learning_rate(e, 100, 0.1, "linear", 0.005) for e in range(100)] == plain  # bit for bit
+    held = [learning_rate(e, 100, 0.1, "linear", 0.005, hold=0.1) for e in range(100)]
+    assert held[0] == 0.1 and all(a > b for a, b in zip(held[:89], held[1:90]))
+    span = stats.convergence_span(100, 0.1, 5)  # the convergence window of the default rule
+    assert held[-span - 1:] == [0.005] * (span + 1)  # its first value too: after epoch 89, at final_lr
+    assert learning_rate(3, 10, 0.1, "constant", 0.005, hold=0.5) == 0.1
+    assert learning_rate(0, 2, 0.1, "linear", 0.005, hold=0.5) == 0.005  # nothing left to decay over
+
+
+def test_fit_trains_the_held_epochs_at_final_lr():
+    x = torch.rand(64, 12, generator=torch.Generator().manual_seed(0))
+    model = build("ae", 12, 6, n_models=2, generators=init_generators([0, 1]))
+    result = fit(model, x, x[:16], epochs=6, batch=16, seeds=[0, 1], lr=0.1, schedule="linear", final_lr=0.01,
+                 hold=0.5, progress=False)
+    assert [row["lr"] for row in result.history][2:] == [0.01] * 4
 
 
 def test_device_auto_is_cpu_without_cuda_and_cuda_is_refused():

@@ -69,7 +69,7 @@ class RunConfig:
     def hparams(self, seeds, in_dim: int) -> dict:
         """hparams.json: what the model directory was trained with."""
         return {"paper": self.paper, "dataset": self.dataset, "model": self.model, "id": self.id,
-                "seeds": list(seeds), "in_dim": int(in_dim), "loop": self.loop.model_dump(),
+                "seeds": list(seeds), "in_dim": int(in_dim), "loop": self.loop.model_dump(exclude_none=True),
                 "options": dict(self.options)}
 
 

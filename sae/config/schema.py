@@ -104,6 +104,9 @@ class LoopLayer(Strict):
     momentum: Optional[Momentum] = Field(None, description="SGD momentum, in [0, 1)")
     schedule: Optional[Schedule] = Field(None, description="constant, or linear from lr to final_lr")
     final_lr: Optional[PosFloat] = None
+    hold: Optional[OpenUnit] = Field(None, description="linear schedule: the fraction of the epochs (the last ones) "
+                                                       "trained at final_lr, the rate reaching it before them; unset: "
+                                                       "the decay runs to the last epoch")
     checkpoint_every: Optional[NonNegInt] = Field(None, description="epochs between checkpoints (0: none)")
     stop_at_convergence: Optional[bool] = Field(None, description="end training before `epochs` (then a cap) once "
                                                                   "every seed meets the convergence rule of "
@@ -121,6 +124,7 @@ class Loop(Strict):
     momentum: Momentum
     schedule: Schedule
     final_lr: PosFloat
+    hold: Optional[OpenUnit] = None  # unset: left out of hparams.json (model_dump), as before it existed
     checkpoint_every: NonNegInt
     stop_at_convergence: bool
 
