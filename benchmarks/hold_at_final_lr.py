@@ -14,14 +14,17 @@ A model with a schedule of its own (k, alpha, sigma) restarts that schedule: not
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from sae import stats
-from sae.data import prepared
-from sae.models import store
-from sae.train import fit
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-VAL_PROBE = 1000  # the train stage's fixed validation batch (stages/train.py)
+from sae import stats  # noqa: E402
+from sae.data import prepared  # noqa: E402
+from sae.models import store  # noqa: E402
+from sae.train import fit  # noqa: E402
+from stages.train import VAL_PROBE  # noqa: E402  (the train stage's probe batch)
 
 
 def main() -> None:
