@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from sae.device import resolve_device
+from sae.base.device import resolve_device
 from sae.models import build
-from sae.rng import init_generators
+from sae.base.rng import init_generators
 from sae.sweep import PAPER_GRID, model_options
 from sae.train import fit
 

@@ -25,7 +25,7 @@ from sae.config import load  # noqa: E402
 from sae.config.protocol import run_config  # noqa: E402
 from sae.models import build, core  # noqa: E402
 from sae.models.batch import layout  # noqa: E402
-from sae.rng import init_generators  # noqa: E402
+from sae.base.rng import init_generators  # noqa: E402
 from sae.train import fit  # noqa: E402
 
 N_TRAIN = 50_000

@@ -4,7 +4,7 @@
     python benchmarks/dvc_queue.py --queue-threads 2     # each queued stage takes every core: oversubscribed
 
 In a fresh copy of the repository at scale=tiny (reproduced once first), each experiment
-changes one knob; in the queue each of the two workers' stages takes half the cores (sae.cli
+changes one knob; in the queue each of the two workers' stages takes half the cores (sae.base.cli
 counts the running queue workers), in sequence each stage takes them all.
 """
 from __future__ import annotations

@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from sae.config import load  # noqa: E402
 from sae.config.protocol import run_config, sweep_settings  # noqa: E402
-from sae.device import resolve_device  # noqa: E402
+from sae.base.device import resolve_device  # noqa: E402
 from sae.models import build  # noqa: E402
 from sae.models.core import batched_mm  # noqa: E402
 from sae.models.batch import layout  # noqa: E402
-from sae.rng import init_generators  # noqa: E402
+from sae.base.rng import init_generators  # noqa: E402
 from sae.train import fit  # noqa: E402
 from stages.sweep import PROBE_ROWS  # noqa: E402  (the sweep stage's probe batch)
 from stages.train import VAL_PROBE  # noqa: E402  (the train stage's probe batch)

@@ -6,7 +6,7 @@
 Loads models/<paper>/<dataset>/<model> (every seed), trains it E more epochs on the prepared
 training split at the constant rate `--lr` (default: the final_lr it was trained with), and
 prints each seed's validation reconstruction per epoch and its relative change over them
-(sae.stats.relative_change: ends and trend, as the convergence rule judges). A change under the
+(sae.base.stats.relative_change: ends and trend, as the convergence rule judges). A change under the
 tolerance here and above it in the report says the curve fell because the rate fell, not
 because the model was still far from its optimum (what `optim.hold` is for). Nothing is written.
 A model with a schedule of its own (k, alpha, sigma) restarts that schedule: not for those.
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sae import stats  # noqa: E402
+from sae.base import stats  # noqa: E402
 from sae.data import prepared  # noqa: E402
 from sae.models import store  # noqa: E402
 from sae.train import fit  # noqa: E402

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from sae.device import resolve_device
+from sae.base.device import resolve_device
 from sae.models import build
-from sae.optim import make_optimizer
+from sae.base.optim import make_optimizer
 
 
 def sparsify_step(dim, hidden, k, x, device):

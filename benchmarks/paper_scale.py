@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from sae import catalog
+from sae.base import catalog
 from sae.config import validate
 from sae.config.__main__ import compose
 from sae.config.protocol import finetune_settings, run_config, sweep_settings
-from sae.device import resolve_device
+from sae.base.device import resolve_device
 from sae.models import build
 from sae.models.batch import layout
-from sae.optim import make_optimizer
-from sae.rng import Streams, init_generators
+from sae.base.optim import make_optimizer
+from sae.base.rng import Streams, init_generators
 from sae.sweep import COEFFICIENT_KEY, model_options
 
 ROOT = Path(__file__).resolve().parent.parent

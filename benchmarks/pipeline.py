@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.fresh_copy import fresh_copy  # noqa: E402
-EMPTY_STAGE = "from sae.cli import run_stage; run_stage(lambda params, args: None, [])"
-IMPORT_STAGE = ("from sae.cli import run_stage, stage_device; "
+EMPTY_STAGE = "from sae.base.cli import run_stage; run_stage(lambda params, args: None, [])"
+IMPORT_STAGE = ("from sae.base.cli import run_stage, stage_device; "
                 "run_stage(lambda params, args: stage_device(params), [])")  # + torch, as every model stage
 
 

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from sae.device import resolve_device
+from sae.base.device import resolve_device
 from sae.models import build
-from sae.optim import make_optimizer
-from sae.rng import Streams
+from sae.base.optim import make_optimizer
+from sae.base.rng import Streams
 
 
 def _sync(device):
@@ -149,9 +149,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.public:
         import sae.models.ksparse
-        import sae.optim
+        import sae.base.optim
         sae.models.ksparse._private_dots = lambda: None
-        sae.optim.fused_sgd_ = lambda *a, **k: False
+        sae.base.optim.fused_sgd_ = lambda *a, **k: False
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     peak = matmul_gflops(device)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sae.catalog import OPTIMIZERS
-from sae.errors import ParamError
-from sae.optim import make_optimizer
+from sae.base.catalog import OPTIMIZERS
+from sae.base.errors import ParamError
+from sae.base.optim import make_optimizer
 
 
 def standardize_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

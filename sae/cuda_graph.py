@@ -23,7 +23,7 @@ WARMUP_STEPS = 3  # eager steps on a side stream before the first capture (lazy 
 class StepGraph:
     """`step(xb)` captured for batches shaped like `example` (G,B,D); `replay(batch)` trains on it.
 
-    streams: the sae.rng.Streams the step draws noise from; registered so that each replay
+    streams: the sae.base.rng.Streams the step draws noise from; registered so that each replay
     draws fresh numbers and advances them, as an eager step would.
     """
 

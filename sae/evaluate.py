@@ -6,7 +6,7 @@ fraction and dead units (thresholds of 003 sec. 3), the hidden-activity histogra
 Fig. 4), and the test error of logistic regression whose L2 strength is chosen on the
 validation split (002 Tables 1-2, 001 sec. IV-A.4). For ksparse the features keep the
 alpha*k largest units, alpha chosen on validation too (002 sec. 2.2, 4.4). The seeds are
-then summarised (sae.stats.summary): mean and std over seeds, and every per-seed value.
+then summarised (sae.base.stats.summary): mean and std over seeds, and every per-seed value.
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from sae import catalog, classify, metrics, stats
+from sae import classify
+from sae.base import catalog, metrics, stats
 from sae.models.ksparse import KSparse
-from sae.rng import stream_seed
+from sae.base.rng import stream_seed
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ def explain(paper: str, dataset: str, model: str, root: Path) -> list[tuple[str,
 
 def main(argv: list[str]) -> None:
     from sae.config.__main__ import repository_root
-    from sae.errors import SaeError
+    from sae.base.errors import SaeError
     if any(a in ("-h", "--help") for a in argv) or len(argv) != 3:
         print(USAGE)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)

@@ -20,12 +20,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sae import catalog, metrics, stats
-from sae.errors import TrainingError
+from sae.base import catalog, metrics, stats
+from sae.base.errors import TrainingError
 from sae.models.core import Autoencoder, Raw
 from sae.models.corruption import Denoising, Dropout, inverted_dropout
-from sae.optim import make_optimizer
-from sae.rng import Streams, init_generators
+from sae.base.optim import make_optimizer
+from sae.base.rng import Streams, init_generators
 from sae.train import batches, learning_rate
 
 log = logging.getLogger(__name__)

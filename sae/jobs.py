@@ -25,9 +25,9 @@ COMMITTED = ("metrics/", "sweeps/")  # the cache: false outputs of the job stage
 def targets(paper: str, root: Path = Path(".")) -> list[str]:
     """The stage groups of dvc.yaml that belong to `paper` (train-P, evaluate-P, ..., sweep-P); the
     upstream check, download and prepare stages come with them."""
-    from sae import catalog as C
+    from sae.base import catalog as C
     from sae.config import unknown
-    from sae.errors import ParamError
+    from sae.base.errors import ParamError
     if paper not in C.PAPER_IDS:
         raise ParamError(unknown("paper", paper, C.PAPER_IDS))
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
@@ -37,14 +37,14 @@ def targets(paper: str, root: Path = Path(".")) -> list[str]:
 def _git(root: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        from sae.errors import DataError
+        from sae.base.errors import DataError
         raise DataError(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
     return done.stdout
 
 
 def experiment_ref(root: Path, name: str) -> str:
     """The git ref of a pulled experiment `name` (DataError when none, or several, match)."""
-    from sae.errors import DataError
+    from sae.base.errors import DataError
     refs = [r for r in _git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split()
             if r.rsplit("/", 1)[-1] == name]
     if len(refs) != 1:
@@ -55,7 +55,7 @@ def experiment_ref(root: Path, name: str) -> str:
 
 def _paper_of(stage: str) -> str | None:
     """The paper a dvc.yaml stage (group or expanded name) belongs to; None for shared stages."""
-    from sae import catalog as C
+    from sae.base import catalog as C
     group = stage.split("@")[0]
     return next((p for p in C.PAPER_IDS if group.endswith(f"-{p}") or f"-{p}-" in group), None)
 
@@ -63,7 +63,7 @@ def _paper_of(stage: str) -> str | None:
 def gather(names: list[str], root: Path = Path(".")) -> list[str]:
     """Merge the experiments `names` (one paper's stages each) into the workspace: their papers'
     dvc.lock entries, git-tracked results and the params.yaml they share. Returns the papers."""
-    from sae.errors import DataError
+    from sae.base.errors import DataError
     lock_path = root / "dvc.lock"
     lock = yaml.safe_load(lock_path.read_text()) if lock_path.is_file() else {"schema": "2.0", "stages": {}}
     params_text, papers = None, []
@@ -96,7 +96,7 @@ def gather(names: list[str], root: Path = Path(".")) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    from sae.errors import SaeError
+    from sae.base.errors import SaeError
     if len(argv) < 2 or argv[0] not in ("targets", "gather"):
         print(USAGE)
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)

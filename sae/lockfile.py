@@ -24,7 +24,7 @@ def stale_stages(root: Path = Path(".")) -> list[str]:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
     from dvc.utils.serialize import load_yaml
-    from sae.errors import DataError
+    from sae.base.errors import DataError
     lock = Path(root) / "dvc.lock"
     if not lock.is_file():
         raise DataError(f"{lock}: not found (run this in the repository's root)")
@@ -48,7 +48,7 @@ def prune(root: Path = Path("."), *, dry_run: bool = False) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    from sae.errors import SaeError
+    from sae.base.errors import SaeError
     if argv[:1] != ["prune"] or set(argv[1:]) - {"--dry-run"}:
         print(USAGE)
         sys.exit(0 if argv[:1] in (["-h"], ["--help"]) else 2)

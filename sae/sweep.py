@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from sae import catalog, metrics
+from sae.base import catalog, metrics
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def train_grid(model_id: str, cfg, coefficients, seeds, activation: str, unit_no
     each, coefficient-major. A diverged point (NaN/inf loss, e.g. eq. 13 with unbounded ReLU codes)
     gets diverged=1 and NaN metrics; the others train on."""
     from sae.models import build
-    from sae.rng import init_generators
+    from sae.base.rng import init_generators
     from sae.train import fit
     points = [(c, s) for c in coefficients for s in seeds]
     point_seeds = [s for _, s in points]

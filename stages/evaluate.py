@@ -3,14 +3,14 @@
 import json
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):
     paper, dataset, name, data_dir, model_dir, metrics_json, hist_csv = expect_args(
         args, "PAPER DATASET MODEL DATA_DIR MODEL_DIR METRICS_JSON HIST_CSV")
     from sae import evaluate
-    from sae.cli import stage_device
+    from sae.base.cli import stage_device
     from sae.data import prepared
     from sae.models import store
 
@@ -26,7 +26,7 @@ def main(params, args):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     evaluate.write_hist_csv(Path(hist_csv), hist)
-    evaluate.log.info("%s/%s/%s: %d model(s) evaluated", paper, dataset, name, model.n_models)  # time: sae.cli
+    evaluate.log.info("%s/%s/%s: %d model(s) evaluated", paper, dataset, name, model.n_models)  # time: sae.base.cli
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):
@@ -15,7 +15,7 @@ def main(params, args):
     protocol = params.protocol(paper).finetune
     cfg = finetune_settings(params, paper, dataset)
     from sae import finetune
-    from sae.cli import stage_device
+    from sae.base.cli import stage_device
     from sae.data import prepared
     from sae.models import store
 

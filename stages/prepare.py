@@ -3,7 +3,7 @@ import json
 import logging
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):

@@ -2,7 +2,7 @@
 counts per paper in claims.json: a DVC metric) and derived tables (sweeps/*.csv: DVC plots)."""
 import logging
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 
 def main(params, args):

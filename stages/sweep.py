@@ -4,7 +4,7 @@ import logging
 import time
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 PROBE_ROWS = 200  # validation rows behind fit()'s per-epoch curves (not the reported metrics)
 
@@ -14,7 +14,7 @@ def main(params, args):
     from sae.config.protocol import sweep_settings
     cfg = sweep_settings(params, paper, dataset)
     import torch
-    from sae.cli import stage_device
+    from sae.base.cli import stage_device
     from sae.data import prepared
     from sae.sweep import run_sweep, select_rows, table
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from sae.cli import expect_args, run_stage
+from sae.base.cli import expect_args, run_stage
 
 VAL_PROBE = 1000  # size of the fixed validation batch behind the per-epoch curves
 
@@ -17,12 +17,12 @@ def main(params, args):
     from sae.config.protocol import run_config
     cfg = run_config(params, paper, dataset, name)
     from dvclive import Live
-    from sae.cli import stage_device
+    from sae.base.cli import stage_device
     from sae.data import prepared
     from sae.models import build, store
     from sae.models.batch import layout
     from sae.provenance import code_fingerprint
-    from sae.rng import init_generators
+    from sae.base.rng import init_generators
     from sae.train import fit_loop, stop_rule
 
     store.check_writable(Path(out_dir))  # one line now, not a traceback after hours of training

@@ -17,7 +17,7 @@ from tests.fresh_copy import fresh_copy as copy_repo
 
 def pytest_configure(config):
     """Under pytest-xdist the workers divide the cores: torch in each worker, and the stage
-    processes the tests start (through SAE_WORKERS, read by sae.cli), take their share."""
+    processes the tests start (through SAE_WORKERS, read by sae.base.cli), take their share."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers > 1:
         import torch

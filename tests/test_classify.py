@@ -13,7 +13,7 @@ import yaml
 from sae import classify
 from sae.config import data_config as check_data, schema, validate_group
 from sae.data import prepared, sources
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sae import catalog
+from sae.base import catalog
 from sae.config import load, schema, validate
 from sae.config.protocol import finetune_settings, run_config, stages, sweep_settings
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 ROOT = Path(__file__).resolve().parents[1]
 

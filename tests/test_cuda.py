@@ -14,7 +14,7 @@ import sae.cuda_graph
 from sae.cuda_graph import StepGraph
 from sae.models import MODEL_IDS, build
 from sae.models.core import Autoencoder
-from sae.rng import init_generators
+from sae.base.rng import init_generators
 from sae.train import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

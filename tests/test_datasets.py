@@ -20,7 +20,7 @@ import yaml
 
 from sae.data import formats, prepared, sources
 from sae.data.download import RemoteFile
-from sae.errors import DataError
+from sae.base.errors import DataError
 from sae.config import data_config as check_data
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 
 from sae.data import download
 from sae.data.download import RemoteFile, copy_verified, fetch, md5sum
-from sae.errors import DataError
+from sae.base.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from sae import evaluate, stats
+from sae import evaluate
+from sae.base import stats
 from sae.config import schema, validate_group
 from sae.data.prepared import Splits
 from sae.models import build
 from sae.models.batch import layout
-from sae.rng import init_generators
+from sae.base.rng import init_generators
 from sae.train import fit
 from tests.test_classify import CLASSIFY, PARAMS, prepared_dir, raw_metrics, tensors
 

@@ -10,7 +10,7 @@ import torch
 from sae import finetune
 from sae.config.schema import FinetuneSettings
 from sae.models import build
-from sae.rng import Streams, init_generators
+from sae.base.rng import Streams, init_generators
 from sae.train import fit
 from tests.test_classify import prepared_dir, tensors
 
@@ -166,7 +166,7 @@ def test_the_pretraining_noise_stays_on_in_fine_tuning_for_002_and_off_for_000()
     pretraining method": its DenAE network fine-tunes on clean inputs."""
     from sae.config import load
     from sae.config.protocol import finetune_settings
-    from sae.rng import Streams
+    from sae.base.rng import Streams
     params = load(Path(__file__).resolve().parent.parent / "params.yaml")
     assert finetune_settings(params, "makhzani2014", "mnist").keep_regulariser is True
     assert finetune_settings(params, "amini2018", "mnist").keep_regulariser is False

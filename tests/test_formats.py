@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sae.data import formats
-from sae.errors import DataError
+from sae.base.errors import DataError
 
 rng = np.random.default_rng(0)
 

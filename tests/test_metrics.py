@@ -1,9 +1,9 @@
-"""Tests of sae.metrics on hand-made tensors, on CPU and (when present) CUDA."""
+"""Tests of sae.base.metrics on hand-made tensors, on CPU and (when present) CUDA."""
 
 import pytest
 import torch
 
-from sae.metrics import (
+from sae.base.metrics import (
     activation_fraction,
     dead_fraction,
     gini,
@@ -105,7 +105,7 @@ def test_reconstruction_error_per_row(device):
 
 
 def test_activation_thresholds():
-    from sae.catalog import ACTIVATION_THRESHOLD
+    from sae.base.catalog import ACTIVATION_THRESHOLD
     assert ACTIVATION_THRESHOLD == {"relu": 0.0, "sigmoid": 0.1, "softplus": 0.1, "tanh": 0.1, "linear": 0.0}
 
 

@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from sae import catalog
+from sae.base import catalog
 from sae.config import schema
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 from sae.models import MODEL_IDS, REGISTRY, Autoencoder, activation_derivative, build
 from sae.models import core
 from sae.models.core import affine, batched_mm
 from sae.models.corruption import inverted_dropout
 from sae.models.l1prox import soft_threshold
-from sae.rng import Streams, init_generators
+from sae.base.rng import Streams, init_generators
 
 T = torch.tensor
 

@@ -1,11 +1,11 @@
-"""sae.optim: torch's SGD and Adam written with public tensor operations give torch.optim's updates."""
+"""sae.base.optim: torch's SGD and Adam written with public tensor operations give torch.optim's updates."""
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from sae.optim import SGD, Adam
+from sae.base.optim import SGD, Adam
 
 
 def _problem(seed=0):
@@ -68,12 +68,12 @@ def test_sgd_without_the_fused_kernel_is_the_public_loop_bit_for_bit(monkeypatch
 def test_fused_sgd_refusal_falls_back_with_nothing_changed(monkeypatch):
     """A kernel that refuses its arguments (as a later torch might) changes nothing: the public
     operations then make the whole update."""
-    import sae.optim
+    import sae.base.optim
 
     def refuse(*args, **kwargs):
         raise RuntimeError("refused")
     monkeypatch.setattr(torch, "_fused_sgd_", refuse, raising=False)
-    assert not sae.optim.fused_sgd_([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)], lr=0.1, momentum=0.9,
+    assert not sae.base.optim.fused_sgd_([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)], lr=0.1, momentum=0.9,
                                     weight_decay=0.0, first_step=True)
     ours, _ = _run(lambda p: SGD(p, lr=0.05, momentum=0.9), 7, lrs=LRS)
     reference, _ = _run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, foreach=False), 7, lrs=LRS)
@@ -107,7 +107,7 @@ def test_state_dict_resumes_exactly(make):
 
 def test_no_dynamo_import():
     """Why not torch.optim: a training step here never imports torch._dynamo (about 1 s per stage)."""
-    code = ("import sys, torch; from sae.optim import SGD; p = torch.zeros(3, requires_grad=True); "
+    code = ("import sys, torch; from sae.base.optim import SGD; p = torch.zeros(3, requires_grad=True); "
             "o = SGD([p], lr=0.1, momentum=0.9); p.sum().backward(); o.step(); "
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

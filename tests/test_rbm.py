@@ -4,10 +4,11 @@ units model standardised inputs."""
 import pytest
 import torch
 
-from sae import evaluate, metrics
+from sae import evaluate
+from sae.base import metrics
 from sae.models import build
 from sae.models.rbm import free_energy
-from sae.rng import Streams, init_generators
+from sae.base.rng import Streams, init_generators
 from sae.train import fit
 from tests.test_classify import CLASSIFY, prepared_dir, raw_metrics, tensors
 

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from sae import catalog as C
-from sae import stats
+from sae.base import catalog as C
+from sae.base import stats
 from sae.config import protocol as P
 from sae.config import validate
-from sae.errors import DataError
+from sae.base.errors import DataError
 from sae.evaluate import summarise, write_hist_csv
 from sae.models import build, store
 from sae.models.batch import layout

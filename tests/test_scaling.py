@@ -98,7 +98,7 @@ def test_cpu_threads_divide_the_cores_among_running_queue_workers(monkeypatch):
     import subprocess
     import sys
 
-    from sae import cli
+    from sae.base import cli
     monkeypatch.delenv(cli.WORKERS_ENV, raising=False)
     cores = len(__import__("os").sched_getaffinity(0))
     assert cli.cpu_threads(0) == max(1, cores // max(1, cli.queue_workers()))
@@ -120,7 +120,7 @@ def test_cpu_threads_divide_the_cores_among_running_queue_workers(monkeypatch):
 
 
 def test_each_queue_worker_takes_its_own_gpu():
-    from sae.cli import worker_device
+    from sae.base.cli import worker_device
     assert [worker_device("auto", 4, n) for n in (1, 2, 3, 4, 5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0"]
     assert worker_device("auto", 1, 2) == "auto" and worker_device("auto", 4, None) == "auto"
     assert worker_device("cpu", 4, 2) == "cpu" and worker_device("cuda:3", 4, 1) == "cuda:3"
@@ -131,8 +131,8 @@ def test_a_stage_writes_its_wall_time_only_when_it_succeeds(tmp_path, monkeypatc
     the stage's own arguments never see the flag, and a failed stage writes nothing."""
     import json
 
-    from sae.cli import run_stage
-    from sae.errors import DataError
+    from sae.base.cli import run_stage
+    from sae.base.errors import DataError
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # params.yaml of the repository
     seen = []
     out = tmp_path / "t" / "train-x.json"

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.config import protocol as P
 from sae.config import validate
 from sae.report import published as PUB

@@ -1,5 +1,5 @@
-"""Convergence of a training curve (sae.stats)."""
-from sae import stats
+"""Convergence of a training curve (sae.base.stats)."""
+from sae.base import stats
 
 
 def test_convergence_looks_back_at_least_min_epochs():

@@ -8,7 +8,7 @@ import torch
 
 from sae.config.schema import SweepGrid, SweepSettings
 from sae.models import REGISTRY, build
-from sae.rng import init_generators
+from sae.base.rng import init_generators
 from sae.sweep import COEFFICIENT_KEY, COLUMNS, PAPER_GRID, PROTOCOL_MODEL, model_options, run_sweep, table, train_grid
 from sae.train import fit
 

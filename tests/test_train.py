@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae import metrics, stats
+from sae.base import metrics, stats
 from sae.config import load
 from sae.config.protocol import run_config
 from sae.data import prepared
-from sae.errors import DataError, ParamError, TrainingError
+from sae.base.errors import DataError, ParamError, TrainingError
 from sae.models import MODEL_IDS, build
-from sae.optim import make_optimizer
+from sae.base.optim import make_optimizer
 from sae.provenance import code_fingerprint, project_imports
-from sae.rng import init_generators
-from sae.device import resolve_device
+from sae.base.rng import init_generators
+from sae.base.device import resolve_device
 from sae.train import fit, fit_loop, learning_rate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +150,7 @@ def test_the_train_stage_fingerprint_changes_with_any_module_it_runs(tmp_path):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     script = tmp_path / "stages" / "train.py"
     files = {p.relative_to(tmp_path).as_posix() for p in project_imports(script, tmp_path)}
-    assert {"sae/models/core.py", "sae/train.py", "sae/optim.py", "sae/data/prepared.py"} <= files
+    assert {"sae/models/core.py", "sae/train.py", "sae/base/optim.py", "sae/data/prepared.py"} <= files
     before = code_fingerprint(script, tmp_path)
     core = tmp_path / "sae" / "models" / "core.py"
     core.write_text(core.read_text() + "\n# a bug fix\n")

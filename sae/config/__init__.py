@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.config import schema as S
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 Params = S.Params
 

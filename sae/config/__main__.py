@@ -18,7 +18,7 @@ USAGE = ("usage: python -m sae.config [KEY=VALUE ...]\n"
 
 def repository_root(start: Path) -> Path:
     """The nearest folder at or above `start` that holds conf/config.yaml (ParamError if none)."""
-    from sae.errors import ParamError
+    from sae.base.errors import ParamError
     for folder in (start, *start.parents):
         if (folder / "conf" / "config.yaml").is_file():
             return folder
@@ -41,7 +41,7 @@ def compose(conf_dir: Path, overrides: list[str]) -> str:
 
 
 def _check_form(item: str) -> None:
-    from sae.errors import ParamError
+    from sae.base.errors import ParamError
     if "=" not in item:
         raise ParamError(f"{item!r}: an override is KEY=VALUE (for example scale={item})" if item.isidentifier()
                          else f"{item!r}: an override is KEY=VALUE")
@@ -51,7 +51,7 @@ def _explained(exc: Exception, conf_dir: Path, overrides: list[str]):
     """One ParamError line for what Hydra refused: an unknown key (did you mean), an unknown
     group option (scale=huge), an unparsable override, or a YAML error in conf/."""
     from sae.config import unknown
-    from sae.errors import ParamError
+    from sae.base.errors import ParamError
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "Could not override" in text:
         key = text.split("'")[1] if "'" in text else text
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> None:
     import yaml
 
     from sae.config import validate
-    from sae.errors import SaeError
+    from sae.base.errors import SaeError
     if argv[:1] == ["explain"]:  # sae.explain reads the report's tables: imported only for this command
         from sae.explain import main as explain
         explain(argv[1:])

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.config import schema as S
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 
 def _set(layer) -> dict:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sae import catalog as C
+from sae.base import catalog as C
 
 # ---------------------------------------------------------------- value types
 
@@ -275,7 +275,7 @@ class Evaluate(Strict):
 
 
 class Statistics(Strict):
-    """How claims are decided from the per-seed values (sae.stats)."""
+    """How claims are decided from the per-seed values (sae.base.stats)."""
     test: Literal["welch"] = Field(description="Welch's t-test on the per-seed values")
     level: OpenUnit = Field(description="significance level of a verdict")
     convergence_window: OpenUnit = Field(description="fraction of the epochs at the end of training over which "
@@ -450,6 +450,6 @@ class Params(Strict):
         """The protocol group of `paper` (ParamError naming it when there is none)."""
         if paper not in C.PAPER_IDS:
             from sae.config import unknown
-            from sae.errors import ParamError
+            from sae.base.errors import ParamError
             raise ParamError(unknown("paper", paper, C.PAPER_IDS))
         return getattr(self, paper)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sae.errors import DataError
+from sae.base.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from sae.errors import DataError
+from sae.base.errors import DataError
 
 _IDX_NDIM = {2049: 1, 2051: 3}  # magic -> ndim; both are uint8 (type code 0x08)
 _NORB_DTYPE = {0x1E3D4C55: np.dtype(np.uint8), 0x1E3D4C54: np.dtype("<i4")}

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from sae.data import preprocess
-from sae.errors import DataError, read_json
-from sae.catalog import VIEWS
+from sae.base.errors import DataError, read_json
+from sae.base.catalog import VIEWS
 
 SPLITS = ("train", "val", "test")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sae.errors import DataError, ParamError
+from sae.base.errors import DataError, ParamError
 
 # Rows per chunk where a whole-array float copy would be large (not a sample loop).
 _CHUNK = 1024

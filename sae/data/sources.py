@@ -14,8 +14,8 @@ import numpy as np
 from sae.data import formats, preprocess
 from sae.data.download import RemoteFile, copy_verified, fetch as fetch_file
 from sae.data.prepared import Splits
-from sae.catalog import BUNDLED_MNIST, EMBEDDED_DATASETS
-from sae.errors import DataError
+from sae.base.catalog import BUNDLED_MNIST, EMBEDDED_DATASETS
+from sae.base.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def bundled_mnist() -> Path | None:
 
 def read_bundled_mnist(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of the bundled zarr zip (train/test images (N,28,28) and labels (N,)),
-    each verified by the sha256 of its decoded bytes (sae.catalog.BUNDLED_MNIST)."""
+    each verified by the sha256 of its decoded bytes (sae.base.catalog.BUNDLED_MNIST)."""
     import hashlib
 
     import zarr

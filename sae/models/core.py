@@ -14,7 +14,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from sae import catalog
+from sae.base import catalog
 
 ACTIVATION_FUNCTIONS = {
     "sigmoid": torch.sigmoid,
@@ -133,7 +133,7 @@ class Autoencoder(torch.nn.Module):
     """G plain autoencoders (000 AE / 001 RAE); subclasses change penalty() or objective().
 
     Parameters: W (G,M,D) encoder weights, b (G,M), W_dec (G,D,M) when untied, c (G,D).
-    generators: one CPU torch.Generator per model for the initial weights (sae.rng).
+    generators: one CPU torch.Generator per model for the initial weights (sae.base.rng).
     """
 
     trainable = True
@@ -232,7 +232,7 @@ class Autoencoder(torch.nn.Module):
 
     def objective(self, x, streams=None):
         """(loss, recon), each (G,), for a batch x (G,B,D) or shared (B,D); `streams`
-        (sae.rng.Streams) feeds any noise."""
+        (sae.base.rng.Streams) feeds any noise."""
         a, h = self.codes(x)
         recon = reconstruction_error(x, self.decode(h))
         return recon + self.penalty(x, h, a), recon

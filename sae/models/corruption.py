@@ -1,6 +1,6 @@
 """Models whose objective sees a randomly perturbed batch: dae, dropout, edae.
 
-All randomness is drawn from the model's seeded streams (sae.rng.Streams) passed to
+All randomness is drawn from the model's seeded streams (sae.base.rng.Streams) passed to
 objective(), so a run is reproducible and resumable, and model g of a batch sees exactly
 the noise of a run that trains it alone; perturbations apply in training mode only.
 """

@@ -8,9 +8,9 @@ and one line here:
 
 from collections import namedtuple
 
-from sae.catalog import MODEL_IDS
+from sae.base.catalog import MODEL_IDS
 from sae.config import schema, validate_group
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 from .core import Autoencoder, Penalised, Raw
 from .corruption import Denoising, Dropout, ExplicitDAE
@@ -48,7 +48,7 @@ REGISTRY = {
     "edae": Spec(ExplicitDAE, ("level",)),  # 003 sec. 3.1.1, Fig. 3
     "rbm": Spec(RBM),  # 002 Tables 1-3 baselines; Hinton 2002 (CD)
 }
-assert tuple(REGISTRY) == MODEL_IDS, "the registry and sae.catalog.MODEL_IDS list different models"
+assert tuple(REGISTRY) == MODEL_IDS, "the registry and sae.base.catalog.MODEL_IDS list different models"
 
 CORE_KEYS = ("activation", "decoder", "tied", "weight_decay", "unit_norm", "init", "init_std")
 # build() keywords that are not model options: options() leaves them out
@@ -71,7 +71,7 @@ def build(model_id, in_dim, hidden=None, /, *, n_models=1, generators=None, per_
 
     per_model: {option: [one value per model]} for the options the registry lets differ within
     a batch (the coefficient of a 003 sweep, the k of a k sweep); generators: one CPU
-    torch.Generator per model for the initial weights (sae.rng.init_generators).
+    torch.Generator per model for the initial weights (sae.base.rng.init_generators).
     """
     opts = options(model_id, given)
     spec = REGISTRY[model_id]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from sae.errors import DataError, read_json
+from sae.base.errors import DataError, read_json
 
 HPARAMS_KEYS = ("paper", "dataset", "model", "id", "seeds", "in_dim", "loop", "options")
 

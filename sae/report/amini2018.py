@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.report import figures as F
 from sae.report import published as PUB
 from sae.report.render import Table, fmt_value
@@ -142,7 +142,7 @@ def threshold_share(s: Section, d: str, rows: int = 2000) -> str:
     import torch
 
     from sae.data import prepared
-    from sae.errors import DataError
+    from sae.base.errors import DataError
     from sae.models import store
     try:
         model, hp = store.load(s.r.model_dir(PAPER, d, "l1prox"))

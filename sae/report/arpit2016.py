@@ -6,7 +6,7 @@ import csv
 
 import pandas as pd
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.report import figures as F
 from sae.report import trends
 from sae.report.render import Table

@@ -5,7 +5,7 @@ datasets (paper datasets), activation, unit_norm, expect. Checks:
 
 - ordering: on `metric` (a ref may name its own: `ksparse:deep_finetune_error`) every winner
   is better than every loser: each pair is decided by Welch's t-test on the per-seed values
-  (sae.stats.compare), with Holm's step-down correction over the claim's pairs at
+  (sae.base.stats.compare), with Holm's step-down correction over the claim's pairs at
   params.statistics.level; holds when every pair holds, does not hold when any pair is
   significantly reversed, inconclusive otherwise.
 - stages (000 Fig. 1c): at each boundary of the winner's schedule (alpha decreasing), its
@@ -34,9 +34,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae import catalog as C
-from sae import stats
-from sae.errors import DataError
+from sae.base import catalog as C
+from sae.base import stats
+from sae.base.errors import DataError
 from sae.report import trends
 from sae.report.convergence import caveat, convergence
 from sae.report.render import seed_spread, spread

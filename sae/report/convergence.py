@@ -1,11 +1,11 @@
 """Had training converged? Per trained model and seed, the relative change of the validation
 reconstruction curve (dvclive's val_recon) over the last `params.statistics.convergence_window`
-of the epochs, against `convergence_tolerance` (sae.stats.converged)."""
+of the epochs, against `convergence_tolerance` (sae.base.stats.converged)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae import stats
+from sae.base import stats
 from sae.report.results import Ref, RunResults
 
 CURVE = "val_recon"

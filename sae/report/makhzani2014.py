@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.report import figures as F
 from sae.report import published as PUB
 from sae.report.render import Table, spread

@@ -53,7 +53,7 @@ def _version(name: str) -> str:
 
 def stage_seconds(timings_dir: Path | None) -> tuple[dict[str, dict], list[str]]:
     """({file path under timings_dir, no suffix: {"stage", "seconds", "threads"}}, the files that
-    could not be read) from what the stages wrote (`--seconds`, sae.cli)."""
+    could not be read) from what the stages wrote (`--seconds`, sae.base.cli)."""
     rows, unreadable = {}, []
     for path in sorted(Path(timings_dir).rglob("*.json")) if timings_dir else []:
         name = path.relative_to(timings_dir).with_suffix("").as_posix()

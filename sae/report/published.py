@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae import catalog as C
-from sae.errors import DataError
+from sae.base import catalog as C
+from sae.base.errors import DataError
 from sae.report.results import Ref
 from sae.report.settings import read_rows
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae import catalog as C
+from sae.base import catalog as C
 
 DASH = "—"
 PLUS_MINUS = "±"

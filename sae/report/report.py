@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae import catalog as C
-from sae.errors import DataError, ParamError
+from sae.base import catalog as C
+from sae.base.errors import DataError, ParamError
 from sae.report import amini2018, arpit2016, makhzani2014, seyyedsalehi2017
 from sae.report import settings as S
 from sae.report.claims import PAPER_VERDICTS, STATUSES, counts, evaluate, load_claims, paper_verdict

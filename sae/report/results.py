@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae import stats
+from sae.base import stats
 
 REF = re.compile(r"^(?P<name>\w+)(?:\[k=(?P<k>\d+)\])?(?::(?P<metric>\w+))?$")
 # metrics of the evaluate JSON: their path of keys (logreg_accuracy is 100% minus the error)
@@ -165,7 +165,7 @@ class RunResults:
 
     def hparams(self, paper: str, dataset: str, name: str) -> tuple[dict | None, str | None]:
         """hparams.json of a trained model (sae.models.store checks it), or why there is none."""
-        from sae.errors import DataError
+        from sae.base.errors import DataError
         from sae.models import store
         why = self.not_in_run(paper, dataset, name)
         if why:
@@ -323,7 +323,7 @@ class RunResults:
 
     def encoder_weights(self, paper: str, dataset: str, name: str):
         """(W (G, M, D) numpy, hparams) of a trained batch, or (None, why)."""
-        from sae.errors import DataError
+        from sae.base.errors import DataError
         from sae.models import store
         hp, why = self.hparams(paper, dataset, name)
         if hp is None:
@@ -338,7 +338,7 @@ class RunResults:
 
     def snapshots(self, paper: str, dataset: str, name: str):
         """The encoder weights at the end of each schedule stage [{"epoch", "alpha", "W"}], or (None, why)."""
-        from sae.errors import DataError
+        from sae.base.errors import DataError
         from sae.models import store
         why = self.not_in_run(paper, dataset, name)
         if why:

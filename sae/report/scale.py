@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae import catalog as C
-from sae.errors import DataError, ParamError
+from sae.base import catalog as C
+from sae.base.errors import DataError, ParamError
 from sae.report.render import fmt_value
 
 

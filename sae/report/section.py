@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae import catalog as C
-from sae.errors import ParamError
+from sae.base import catalog as C
+from sae.base.errors import ParamError
 from sae.report import published as PUB
 from sae.report import settings as S
 from sae.report.claims import Verdict
@@ -282,7 +282,7 @@ class Section:
         ok = [x for x in c.changes if x is not None]
         if not ok:
             return t.missing(c.note or "curves too short or not finite")
-        from sae import stats
+        from sae.base import stats
         s = stats.summary(ok)
         return spread(s["mean"], s["std"], s["n"], 2)
 

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.config.protocol import layers
-from sae.errors import DataError, ParamError
+from sae.base.errors import DataError, ParamError
 
 SETTINGS_COLUMNS = ("paper", "dataset", "model", "key", "value", "source")
 LEDGER_COLUMNS = ("paper", "item", "paper_value", "ours", "why")

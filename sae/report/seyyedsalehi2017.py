@@ -1,7 +1,7 @@
 """seyyedsalehi2017 (001, PSAE): Fig. 2a-d (RE, Hoyer, SSD, classification accuracy) on every run dataset."""
 from __future__ import annotations
 
-from sae import catalog as C
+from sae.base import catalog as C
 from sae.report import figures as F
 from sae.report.render import Table
 from sae.report.results import Ref

@@ -2,7 +2,7 @@
 the rules that read a trend from them.
 
 The paper states trends seen in its plots ("stable increasing sparsity", "remains unchanged");
-these rules make them tests on the per-seed values (sae.stats.compare, Welch's t-test at
+these rules make them tests on the per-seed values (sae.base.stats.compare, Welch's t-test at
 params.statistics.level) plus a shape condition on the mean curve. The thresholds are ours.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from itertools import combinations
 
-from sae import stats
+from sae.base import stats
 
 # Ours (003 states no test): a steady trend has a Spearman rank correlation of the mean curve
 # with the coefficient of at least this size; a flat curve's mean spans at most FLAT_SPAN.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from sae.errors import ParamError
+from sae.base.errors import ParamError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from sae.errors import SaeError
+from sae.base.errors import SaeError
 
 # The number of stage processes sharing the machine, when set; otherwise the running DVC queue
 # workers are counted (README: Scaling out), so `dvc queue start -j N` never oversubscribes.
@@ -81,7 +81,7 @@ def stage_device(params):
     """params.device as a torch.device: under DVC queue worker N with several GPUs, `auto` is
     GPU N-1 (worker_device); on the CPU torch gets its share of the cores (cpu_threads)."""
     import torch
-    from sae.device import resolve_device
+    from sae.base.device import resolve_device
     worker = queue_worker_number()
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(worker_device(params.device, n_gpus, worker))
@@ -106,7 +106,7 @@ def split_seconds(args: list[str]) -> tuple[list[str], str | None]:
         return args, None
     i = args.index(SECONDS_FLAG)
     if i + 1 >= len(args):
-        from sae.errors import ParamError
+        from sae.base.errors import ParamError
         raise ParamError(f"{SECONDS_FLAG} needs a file path")
     return args[:i] + args[i + 2:], args[i + 1]
 
@@ -150,7 +150,7 @@ def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str
 
 def expect_args(args: list[str], names: str) -> list[str]:
     """The stage's argv (from dvc.yaml) as named; a usage error otherwise."""
-    from sae.errors import ParamError
+    from sae.base.errors import ParamError
     wanted = names.split()
     if len(args) != len(wanted):
         raise ParamError(f"usage: {os.path.basename(sys.argv[0])} {names} (got {len(args)} arguments)")

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from sae.catalog import OPTIMIZERS
-from sae.errors import ParamError
+from sae.base.catalog import OPTIMIZERS
+from sae.base.errors import ParamError
 
 
 def _groups(params, defaults: dict) -> list[dict]:
