@@ -10,9 +10,8 @@ from sae.base.cli import expect_args, run_stage
 
 def main(params, args):
     (out,) = expect_args(args, "OUT")
-    if params.device.startswith("cuda"):  # auto and cpu always resolve: no torch import (seconds) for them
-        from sae.base.device import resolve_device
-        resolve_device(params.device)  # device=cuda without CUDA: refused here, not recorded as a CUDA run
+    from sae.base.device import check_device
+    check_device(params.device)  # device=cuda without CUDA: refused here, not recorded as a CUDA run
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("params.yaml passed sae.config\n")
 
