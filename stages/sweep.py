@@ -39,4 +39,4 @@ def main(params, args):
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, warm=True)  # torch stage: a fork of the warm server (sae.base.warm)

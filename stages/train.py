@@ -81,4 +81,4 @@ def _short(values):
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, warm=True)  # torch stage: a fork of the warm server (sae.base.warm)

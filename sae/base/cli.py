@@ -35,8 +35,10 @@ def queue_workers() -> int:
 
 
 def _parent_cmdlines(pid: int | None = None):
-    """The command lines (lists of bytes) of this process's ancestors, nearest first (Linux)."""
-    pid = os.getppid() if pid is None else pid
+    """The command lines (lists of bytes) of this process's ancestors, nearest first (Linux); in a
+    warm fork, those of the stage process that handed it off."""
+    from sae.base.warm import stage_parent
+    pid = stage_parent() if pid is None else pid
     while pid > 1:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -123,9 +125,14 @@ def write_seconds(path: str, stage: str, seconds: float, threads: int | None) ->
     os.replace(tmp, out)
 
 
-def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str = "params.yaml") -> None:
+def run_stage(main: Callable, argv: list[str] | None = None, *, params_path: str = "params.yaml",
+              warm: bool = False) -> None:
     """Validate params.yaml, then call main(params, args); SaeError -> one line on stderr, exit 2.
-    With `--seconds PATH`, the body's wall time is written there once main succeeds."""
+    With `--seconds PATH`, the body's wall time is written there once main succeeds. warm: a
+    torch stage, run in a fork of the server that has torch imported (sae.base.warm) when it can."""
+    if warm and argv is None:
+        from sae.base.warm import hand_off
+        hand_off()  # exits with the fork's status, or returns: the stage runs here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = sys.argv[1:] if argv is None else argv
     start = time.perf_counter()
