@@ -5,7 +5,9 @@
     python benchmarks/pipeline.py --lock     # DVC's rewrite of this checkout's dvc.lock after a stage
 
 Stage overhead is a process that starts Python, imports the stage helpers and validates
-params.yaml, then does nothing: the floor under every one of the pipeline's stages. After a
+params.yaml, then does nothing: the floor under every one of the pipeline's stages. The torch
+stage's floor is timed in a process of its own (SAE_WARM=0) and as a fork of the warm server
+(sae.base.warm), alternated, after one run that starts the server. After a
 full run, the dvc.lock line estimates DVC's own bookkeeping: after each stage DVC loads the
 whole lock file round-trip and dumps it again, so that cost grows with the stages run so far.
 """
@@ -29,15 +31,33 @@ from tests.fresh_copy import fresh_copy  # noqa: E402
 EMPTY_STAGE = "from sae.base.cli import run_stage; run_stage(lambda params, args: None, [])"
 IMPORT_STAGE = ("from sae.base.cli import run_stage, stage_device; "
                 "run_stage(lambda params, args: stage_device(params), [])")  # + torch, as every model stage
+# the same as a script, which run_stage may hand to the warm server (a fork has no -c to rerun)
+WARM_STAGE = ("from sae.base.cli import run_stage, stage_device\n"
+              "run_stage(lambda params, args: stage_device(params), warm=True)\n")
 
 
-def wall(cmd, cwd, repeats=1) -> list[float]:
+def wall(cmd, cwd, repeats=1, env=None) -> list[float]:
     out = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=None if env is None else {**os.environ, **env})
         out.append(time.perf_counter() - start)
     return out
+
+
+def warm_and_cold(py, repeats) -> None:
+    """The torch stage's floor in a process of its own and as a fork of the warm server, alternated."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "empty_torch_stage.py"
+        script.write_text(WARM_STAGE)
+        env = {"PYTHONPATH": str(ROOT)}
+        show("  warm: first run (starts the server if none is up)", wall([py, str(script)], ROOT, 1, env))
+        cold, warm = [], []
+        for _ in range(repeats):
+            cold += wall([py, str(script)], ROOT, 1, {**env, "SAE_WARM": "0"})
+            warm += wall([py, str(script)], ROOT, 1, env)
+        show("  the same, a process of its own (SAE_WARM=0)", cold)
+        show("  the same, a fork of the warm server", warm)
 
 
 def repro_by_stage(cwd) -> tuple[float, dict[str, float]]:
@@ -119,6 +139,7 @@ def main(argv=None):
     show("python -c pass", wall([py, "-c", "pass"], ROOT, args.repeats))
     show("empty stage (imports + params validation)", wall([py, "-c", EMPTY_STAGE], ROOT, args.repeats))
     show("empty stage + torch and its device", wall([py, "-c", IMPORT_STAGE], ROOT, args.repeats))
+    warm_and_cold(py, args.repeats)
     show("import torch", wall([py, "-c", "import torch"], ROOT, args.repeats))
     show("import dvclive", wall([py, "-c", "import dvclive"], ROOT, args.repeats))
     if args.full:

@@ -97,11 +97,16 @@ def test_an_uncaught_exception_exits_1_with_the_stages_traceback(stage):
     assert "warm.py" not in err, err
 
 
-def test_ctrl_c_reaches_the_fork_and_a_killed_stage_takes_its_fork_along(stage, tmp_path):
+def test_ctrl_c_and_ctrl_z_reach_the_fork_and_a_killed_stage_takes_its_fork_along(stage, tmp_path):
     pid_file = tmp_path / "pid"
     done = launch(stage, "sleep", str(pid_file))
     wait_for(pid_file.exists)
     time.sleep(0.5)  # the stage process forwards signals once the server told it the fork's pid
+    fork = int(pid_file.read_text())
+    done.send_signal(signal.SIGTSTP)  # Ctrl-Z stops the fork too, and `fg` resumes both
+    wait_for(lambda: state(fork) == "T" and state(done.pid) == "T")
+    done.send_signal(signal.SIGCONT)
+    wait_for(lambda: state(fork) == "S" and state(done.pid) == "S")
     done.send_signal(signal.SIGINT)
     out, err = done.communicate(timeout=60)
     assert done.returncode == 130 and "interrupted" in err and fields(out)[0] == "served", (out, err)
@@ -113,7 +118,7 @@ def test_ctrl_c_reaches_the_fork_and_a_killed_stage_takes_its_fork_along(stage, 
     assert fork != killed.pid
     killed.kill()
     killed.communicate(timeout=60)
-    wait_for(lambda: not Path(f"/proc/{fork}").exists() or "Z" in Path(f"/proc/{fork}/stat").read_text().split()[2])
+    wait_for(lambda: state(fork) in ("gone", "Z"))
 
 
 def test_anything_wrong_before_the_fork_runs_the_stage_in_its_own_process(stage, tmp_path):
@@ -136,6 +141,14 @@ def test_a_different_import_time_setting_gets_its_own_server(monkeypatch, tmp_pa
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")  # sys.path travels with the request
     monkeypatch.setenv("UNRELATED", "x")
     assert warm._socket_path() == warm._socket_path() != one
+
+
+def state(pid: int) -> str:
+    """R, S, T (stopped), Z ... of a process (Linux); "gone" once it was reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
 
 
 def wait_for(condition, seconds=120.0):

@@ -1,8 +1,8 @@
 """Warm stages: a torch stage runs in a fork of a server that has already imported torch (Linux).
 
 `import torch` is most of a short stage's start-up, and a run starts about sixty torch stages
-(README: Benchmarks). The first of them starts a server (`serve`) that imports torch and numpy,
-nothing of the project, and never runs a torch op (a fork after one can hang in OpenMP). Each
+(README: Benchmarks). The first of them starts a server (`serve`) that imports torch, numpy and
+pandas, nothing of the project, and never runs a torch op (a fork after one can hang in OpenMP). Each
 torch stage then sends the server its argv, working directory, environment, sys.path and standard
 streams (`hand_off`); the server forks, the fork imports the project's code fresh from disk and
 runs the stage script as `python SCRIPT ARGS` would, and the stage process waits, forwards
@@ -22,12 +22,13 @@ import sys
 
 ENV = "SAE_WARM"        # "0": off; "served": set in a fork, so its stage runs there
 PARENT_ENV = "SAE_WARM_PARENT"  # in a fork: the pid of the handing-off stage process's parent
-PRELOAD = ("torch", "numpy")
+PRELOAD = ("torch", "numpy", "pandas")  # pandas: dvclive's import, most of it
 IDLE_SECONDS = 60.0     # a server with no stage for this long exits
 START_SECONDS = 120.0   # the first stage waits this long for a new server's imports
-# environment read when the preloaded libraries load (the OpenMP/MKL runtimes, Python's own
-# flags): a different value needs a different server
-_KEY_PREFIXES = ("PYTHON", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH_", "LD_")
+# environment read when the interpreter and the preloaded libraries start (Python's flags and
+# encodings, the OpenMP/MKL runtimes, the time zone): a different value needs a different server
+_KEY_PREFIXES = ("PYTHON", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH_", "LD_", "LANG", "LC_",
+                 "TZ")
 _HEADER = 8             # bytes of the request's length, sent with the three descriptors
 
 
@@ -74,15 +75,31 @@ def hand_off() -> None:
 
 
 def _forward_signals(pid: int) -> None:
+    """Signals to this process reach the fork (which runs in the server's session, so the
+    terminal's Ctrl-C and Ctrl-Z reach only this one); on Ctrl-Z both stop, and both go on."""
     import signal
 
-    def forward(signum, frame):
+    def send(sig):
         try:
-            os.kill(pid, signum)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+    def forward(signum, frame):
+        send(signum)
+
+    def stop(signum, frame):
+        send(signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, stop)
+
+    def resume(signum, frame):
+        send(signal.SIGCONT)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, forward)
+    signal.signal(signal.SIGTSTP, stop)
+    signal.signal(signal.SIGCONT, resume)
 
 
 def stage_parent() -> int:
@@ -223,7 +240,10 @@ def serve(path: str) -> None:
     import socket
     atexit.register(_end_fork)  # before PRELOAD registers its own: so it runs after them
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:  # then each fork imports it, if it needs it
+            pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(path)
@@ -299,6 +319,11 @@ def _become(request: dict, fds: list[int], conn) -> None:
     import io
     import signal
     conn.close()
+    try:  # killed with its server (PR_SET_PDEATHSIG): the stage process then reports a failure
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
