@@ -99,9 +99,9 @@ def test_an_uncaught_exception_exits_1_with_the_stages_traceback(stage):
 
 def test_ctrl_c_and_ctrl_z_reach_the_fork_and_a_killed_stage_takes_its_fork_along(stage, tmp_path):
     pid_file = tmp_path / "pid"
-    done = launch(stage, "sleep", str(pid_file))
-    wait_for(pid_file.exists)
-    time.sleep(0.5)  # the stage process forwards signals once the server told it the fork's pid
+    # its own process group, as a shell's job: the kernel discards Ctrl-Z in an orphaned group
+    done = launch(stage, "sleep", str(pid_file), preexec_fn=os.setpgrp)
+    wait_for(lambda: pid_file.exists() and catches(done.pid, signal.SIGTSTP))  # it knows the fork's pid
     fork = int(pid_file.read_text())
     done.send_signal(signal.SIGTSTP)  # Ctrl-Z stops the fork too, and `fg` resumes both
     wait_for(lambda: state(fork) == "T" and state(done.pid) == "T")
@@ -112,9 +112,12 @@ def test_ctrl_c_and_ctrl_z_reach_the_fork_and_a_killed_stage_takes_its_fork_alon
     assert done.returncode == 130 and "interrupted" in err and fields(out)[0] == "served", (out, err)
 
     pid_file.unlink()
-    killed = launch(stage, "sleep", str(pid_file))
-    wait_for(pid_file.exists)
+    killed = launch(stage, "sleep", str(pid_file), start_new_session=True)  # an orphaned group
+    wait_for(lambda: pid_file.exists() and catches(killed.pid, signal.SIGTSTP))
     fork = int(pid_file.read_text())
+    killed.send_signal(signal.SIGTSTP)  # discarded by the kernel here: neither stays stopped
+    time.sleep(0.5)
+    wait_for(lambda: state(fork) == "S" and state(killed.pid) == "S")
     assert fork != killed.pid
     killed.kill()
     killed.communicate(timeout=60)
@@ -141,6 +144,14 @@ def test_a_different_import_time_setting_gets_its_own_server(monkeypatch, tmp_pa
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")  # sys.path travels with the request
     monkeypatch.setenv("UNRELATED", "x")
     assert warm._socket_path() == warm._socket_path() != one
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether a process has a handler installed for sig (Linux: SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
 
 
 def state(pid: int) -> str:

@@ -76,7 +76,8 @@ def hand_off() -> None:
 
 def _forward_signals(pid: int) -> None:
     """Signals to this process reach the fork (which runs in the server's session, so the
-    terminal's Ctrl-C and Ctrl-Z reach only this one); on Ctrl-Z both stop, and both go on."""
+    terminal's Ctrl-C and Ctrl-Z reach only this one); on Ctrl-Z both stop and both go on, or,
+    where the kernel discards the stop (an orphaned process group), neither stops."""
     import signal
 
     def send(sig):
@@ -91,8 +92,9 @@ def _forward_signals(pid: int) -> None:
     def stop(signum, frame):
         send(signal.SIGSTOP)
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT (not at all in an orphaned group)
         signal.signal(signal.SIGTSTP, stop)
+        send(signal.SIGCONT)
 
     def resume(signum, frame):
         send(signal.SIGCONT)
