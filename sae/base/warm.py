@@ -130,9 +130,11 @@ def _server_key() -> str:
     import hashlib
     import resource
     from importlib.util import find_spec
-    parts = [sys.executable, sys.version, open(__file__, "rb").read().hex(), str(os.getpriority(os.PRIO_PROCESS, 0))]
+    from pathlib import Path
+    parts = [sys.executable, sys.version, hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+             str(os.getpriority(os.PRIO_PROCESS, 0))]
     try:
-        parts.append(open("/proc/self/cgroup").read())
+        parts.append(Path("/proc/self/cgroup").read_text())
     except OSError:
         pass
     parts += [str(resource.getrlimit(getattr(resource, n))) for n in dir(resource) if n.startswith("RLIMIT_")]
