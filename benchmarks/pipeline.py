@@ -2,14 +2,15 @@
 
     python benchmarks/pipeline.py            # stage overhead + no-op repro (seconds)
     python benchmarks/pipeline.py --full     # also the whole default dvc repro in a fresh copy (minutes)
-    python benchmarks/pipeline.py --lock     # DVC's rewrite of this checkout's dvc.lock after a stage
+    python benchmarks/pipeline.py --lock     # DVC's rewrite of this checkout's dvc.lock files after a stage
 
 Stage overhead is a process that starts Python, imports the stage helpers and validates
 params.yaml, then does nothing: the floor under every one of the pipeline's stages. The torch
 stage's floor is timed in a process of its own (SAE_WARM=0) and as a fork of the warm server
 (sae.base.warm), alternated, after one run that starts the server. After a
-full run, the dvc.lock line estimates DVC's own bookkeeping: after each stage DVC loads the
-whole lock file round-trip and dumps it again, so that cost grows with the stages run so far.
+full run, the dvc.lock lines estimate DVC's own bookkeeping: after each stage DVC loads the
+stage's whole lock file (its kind's: sae.lockfile) round-trip and dumps it again, so that cost
+grows with the stages of that file run so far.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from sae.lockfile import lock_files  # noqa: E402
 from tests.fresh_copy import fresh_copy  # noqa: E402
 EMPTY_STAGE = "from sae.base.cli import run_stage; run_stage(lambda params, args: None, [])"
 IMPORT_STAGE = ("from sae.base.cli import run_stage, stage_device; "
@@ -70,7 +72,7 @@ def repro_by_stage(cwd) -> tuple[float, dict[str, float]]:
     marks, lines = [], []
     for line in proc.stdout:
         lines.append(line)
-        m = re.match(r"Running stage '([^']+)'", line)
+        m = re.match(r"Running stage '(?:[\w/]+/dvc\.yaml:)?([^']+)'", line)
         if m:
             now = time.perf_counter()
             if marks:
@@ -115,10 +117,16 @@ def lock_rewrite_seconds(lock: Path) -> tuple[int, float, float]:
     return len(text.splitlines()), rewrite(len(names)), summed
 
 
-def show_lock(lock: Path):
-    lines, last, summed = lock_rewrite_seconds(lock)
-    print(f"dvc.lock: {lines} lines; DVC's rewrite after a stage takes {last:.2f} s at the end, "
-          f"about {summed:.0f} s summed over a run that writes it stage by stage")
+def show_locks(root: Path):
+    """Each of the pipeline's lock files: its size and DVC's rewrite of it, alone and summed."""
+    total = 0.0
+    for lock in lock_files(root):
+        if lock.is_file():
+            lines, last, summed = lock_rewrite_seconds(lock)
+            total += summed
+            print(f"{lock.relative_to(root)}: {lines} lines; DVC's rewrite after a stage takes {last:.2f} s at "
+                  f"the end, about {summed:.0f} s summed over a run that writes it stage by stage")
+    print(f"the lock files' rewrites summed over a run: about {total:.0f} s")
 
 
 def show(label, times):
@@ -133,7 +141,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     if args.lock:
-        show_lock(ROOT / "dvc.lock")
+        show_locks(ROOT)
         return
     py = sys.executable
     show("python -c pass", wall([py, "-c", "pass"], ROOT, args.repeats))
@@ -149,7 +157,7 @@ def main(argv=None):
             total, stages = repro_by_stage(dest)
             show("dvc repro, default params, from scratch", [total])
             show_stages(stages)
-            show_lock(dest / "dvc.lock")
+            show_locks(dest)
             show("dvc repro, nothing to do", wall([py, "-m", "dvc", "repro"], dest, args.repeats))
     else:
         dry = subprocess.run([py, "-m", "dvc", "repro", "--dry"], cwd=ROOT, capture_output=True, text=True)

@@ -1,12 +1,12 @@
 """One paper per machine: the stages a fan-out job runs, and the gathering of the jobs' results.
 
-    python -m sae.jobs targets PAPER [...]  the dvc.yaml stage groups of the papers (for dvc exp run)
+    python -m sae.jobs targets PAPER [...]  the stage groups of the papers (for dvc exp run)
     python -m sae.jobs gather NAME [NAME]   bring pushed experiments' results into this workspace
 
 A job (cluster/paper.yaml, or any machine) runs `dvc exp run --pull --allow-missing -n NAME
 -S scale=SCALE $(python -m sae.jobs targets PAPER)`, then `dvc push --run-cache` and `dvc exp
 push origin NAME`. In one clone, `dvc exp pull origin NAME...`, then `gather` takes from each
-experiment its paper's entries of dvc.lock, its git-tracked results (metrics/, sweeps/) and
+experiment its paper's entries of the dvc.lock files, its git-tracked results (metrics/, sweeps/) and
 params.yaml (the same in every job); `dvc pull` then brings the models, and `dvc repro` builds
 only the report, from every paper's results.
 """
@@ -23,15 +23,17 @@ COMMITTED = ("metrics/", "sweeps/")  # the cache: false outputs of the job stage
 
 
 def targets(paper: str, root: Path = Path(".")) -> list[str]:
-    """The stage groups of dvc.yaml that belong to `paper` (train-P, evaluate-P, ..., sweep-P); the
-    upstream check, download and prepare stages come with them."""
+    """The stage groups that belong to `paper` (train-P, evaluate-P, ..., sweep-P), as DVC addresses
+    them (`pipelines/train/dvc.yaml:train-P`); the upstream check, download and prepare stages come
+    with them."""
     from sae.base import catalog as C
     from sae.config import unknown
     from sae.base.errors import ParamError
+    from sae.lockfile import lock_files, stage_address
     if paper not in C.PAPER_IDS:
         raise ParamError(unknown("paper", paper, C.PAPER_IDS))
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    return [name for name in stages if _paper_of(name) == paper]
+    return [stage_address(lock, name, root) for lock in lock_files(root)
+            for name in yaml.safe_load(lock.with_name("dvc.yaml").read_text())["stages"] if _paper_of(name) == paper]
 
 
 def _git(root: Path, *args: str) -> str:
@@ -62,37 +64,51 @@ def _paper_of(stage: str) -> str | None:
 
 def gather(names: list[str], root: Path = Path(".")) -> list[str]:
     """Merge the experiments `names` (one paper's stages each) into the workspace: their papers'
-    dvc.lock entries, git-tracked results and the params.yaml they share. Returns the papers."""
+    entries of the dvc.lock files, git-tracked results and the params.yaml they share. Returns the
+    papers."""
     from sae.base.errors import DataError
-    lock_path = root / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text()) if lock_path.is_file() else {"schema": "2.0", "stages": {}}
+    from sae.lockfile import lock_files
+    paths = {lock: lock.relative_to(root).as_posix() for lock in lock_files(root)}
+    locks = {lock: yaml.safe_load(lock.read_text()) if lock.is_file() else {"schema": "2.0", "stages": {}}
+             for lock in paths}
     params_text, papers = None, []
     for name in names:
         ref = experiment_ref(root, name)
-        theirs = yaml.safe_load(_git(root, "show", f"{ref}:dvc.lock"))["stages"]
         text = _git(root, "show", f"{ref}:params.yaml")
         if params_text is not None and text != params_text:
             raise DataError(f"experiment {name!r}: its params.yaml differs from {names[0]!r}'s; gather jobs run "
                             "with the same overrides")
         params_text = text
+        theirs = {lock: _stages_at(root, f"{ref}:{path}") for lock, path in paths.items()}
         try:  # what the job ran: the entries its experiment changed against its baseline commit
-            base = yaml.safe_load(_git(root, "show", f"{ref}^:dvc.lock"))["stages"]
+            base = {lock: _stages_at(root, f"{ref}^:{path}") for lock, path in paths.items()}
         except DataError:
-            base = {}
-        ran = sorted({_paper_of(s) for s, e in theirs.items() if _paper_of(s) and base.get(s) != e} - set(papers))
-        for stage, entry in theirs.items():
-            paper = _paper_of(stage)
-            if paper is None or paper in ran:   # check, download, prepare: the same in every job
-                lock["stages"][stage] = entry
+            base = {lock: {} for lock in paths}
+        ran = sorted({_paper_of(s) for lock in paths for s, e in theirs[lock].items()
+                      if _paper_of(s) and base[lock].get(s) != e} - set(papers))
+        for lock in paths:
+            for stage, entry in theirs[lock].items():
+                paper = _paper_of(stage)
+                if paper is None or paper in ran:   # check, download, prepare: the same in every job
+                    locks[lock]["stages"][stage] = entry
         for paper in ran:
-            paths = [p for p in (f"{folder}{paper}" for folder in COMMITTED)
+            found = [p for p in (f"{folder}{paper}" for folder in COMMITTED)
                      if _git(root, "ls-tree", "--name-only", ref, p).strip()]
-            if paths:
-                _git(root, "checkout", ref, "--", *paths)
+            if found:
+                _git(root, "checkout", ref, "--", *found)
         papers += ran
     (root / "params.yaml").write_text(params_text)
-    lock_path.write_text(yaml.safe_dump(lock, sort_keys=False))
+    for lock, data in locks.items():
+        if data["stages"]:
+            lock.write_text(yaml.safe_dump(data, sort_keys=False))
     return papers
+
+
+def _stages_at(root: Path, spec: str) -> dict:
+    """The stages of the lock file `REF:PATH` in git; {} when that commit has no such file."""
+    if not _git(root, "ls-tree", "--name-only", *spec.split(":", 1)).strip():
+        return {}
+    return yaml.safe_load(_git(root, "show", spec))["stages"] or {}
 
 
 def main(argv: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The project as it stands in this working tree (tracked files, and untracked ones git does not
-ignore), copied into a fresh git repository without dvc.lock: where tests and benchmarks run
+ignore), copied into a fresh git repository without its dvc.lock files: where tests and benchmarks run
 the real `dvc repro`. Imports nothing of the project, so benchmarks can use it too."""
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def fresh_copy(dest: Path, message: str | None = None) -> Path:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
+    for lock in [dest / "dvc.lock", *dest.glob("pipelines/*/dvc.lock")]:  # the pipeline's lock files
+        lock.unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     if message is not None:
         subprocess.run(["git", "add", "-A"], cwd=dest, check=True)

@@ -4,6 +4,7 @@ exit, one line naming the key, no stage ran but the check, and no output changed
 import pytest
 import yaml
 
+from sae.lockfile import address
 from tests.conftest import compose_params, copy_repo, dvc, git
 from tests.test_config import edited
 from tests.test_pipeline import digest, ran
@@ -58,7 +59,7 @@ def checked_repo(tmp_path_factory):
     (dest / "params.yaml").write_text(compose_params(dest, "scale=tiny"))
     git("add", "-A", cwd=dest)
     git("commit", "-qm", "tiny", cwd=dest)
-    dvc("repro", *REPRODUCED, cwd=dest)
+    dvc("repro", *map(address, REPRODUCED), cwd=dest)
     text = (dest / "params.yaml").read_text()
     before = digest(dest, *OUTPUTS)
     assert all((dest / d).is_dir() for d in ("models", "metrics", "sweeps", "data/prepared", "checks"))

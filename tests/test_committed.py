@@ -1,4 +1,4 @@
-"""The committed reproduction: the report, claims and metrics in git are the outputs dvc.lock
+"""The committed reproduction: the report, claims and metrics in git are the outputs the dvc.lock files
 records (DVC's cache: false outputs), the README shows its results table, and the report has no
 data gaps."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sae.lockfile import lock_files, stage_address
 from tests.test_pipeline import ran
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +20,14 @@ COMMITTED = ("metrics/", "reports/", "sweeps/")
 ON_THE_CHECKOUT = pytest.mark.xdist_group("checkout_dvc")
 
 
+def _lock_entries() -> dict[str, dict]:
+    """Every entry of the committed dvc.lock files, by the stage's address (`dvc stage list --all`)."""
+    return {stage_address(lock, name, ROOT): entry for lock in lock_files(ROOT)
+            for name, entry in yaml.safe_load(lock.read_text())["stages"].items()}
+
+
 def _committed_outs() -> dict[str, dict]:
-    stages = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    stages = _lock_entries()
     return {out["path"]: out for entry in stages.values() for out in entry.get("outs", [])
             if out["path"].startswith(COMMITTED)}
 
@@ -57,9 +64,9 @@ def test_the_committed_outputs_are_what_dvc_lock_records():
 def test_dvc_lock_records_only_the_pipelines_stages():
     """DVC never removes the entry of a stage that left dvc.yaml (`python -m sae.lockfile prune` does); a
     stale one would still count in the checks above and cost every stage's lock rewrite its size."""
-    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split()
-    assert sorted(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]) == sorted(listed)
+    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.split()
+    assert sorted(_lock_entries()) == sorted(listed) and len(listed) > 50
 
 
 @ON_THE_CHECKOUT

@@ -276,11 +276,14 @@ def test_every_dataset_a_paper_can_run_takes_this_scales_budget(scale):
 
 def test_the_stage_enumeration_is_what_dvc_expands():
     """sae.config.protocol.stages (what the checks and the report enumerate) names exactly the model
-    stages `dvc stage list` expands from dvc.yaml's matrices for the committed params.yaml."""
+    stages `dvc stage list --all` expands from the dvc.yaml files' matrices for the committed params.yaml,
+    each in its kind's dvc.yaml."""
     import subprocess
     import sys
-    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split()
+    from sae.lockfile import address
+    listed = [name.split(":")[-1] for name in subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"], cwd=ROOT, check=True,
+        capture_output=True, text=True).stdout.split() if address(name.split(":")[-1]) == name]
     kinds = {"train", "evaluate", "finetune", "sweep"}
     dvc_names = {n for n in listed if "@" in n and n.split("-")[0] in kinds}
     ours = {(f"train-{p}-filters" if k == "filters" else f"{k}-{p}") + (f"@{d}-{m}" if m else f"@{d}")

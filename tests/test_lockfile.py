@@ -65,3 +65,32 @@ def test_prune_with_a_pipeline_dvc_cannot_expand_touches_nothing(tmp_path):
     out = _prune(repo)
     assert out.returncode != 0 and "DVC cannot list the pipeline's stages" in out.stderr, out
     assert "Traceback" not in out.stderr and (repo / "dvc.lock").read_text() == LOCK
+
+
+def test_prune_reads_each_kinds_lock_against_its_own_dvc_yaml(tmp_path):
+    """pipelines/<kind>/dvc.lock is pruned against pipelines/<kind>/dvc.yaml: an entry named like a
+    stage of another file is still stale there, and it is named by its DVC address."""
+    repo = _repo(tmp_path)
+    train = repo / "pipelines" / "train"
+    train.mkdir(parents=True)
+    (train / "dvc.yaml").write_text("vars: [../../params.yaml]\nstages:\n  train:\n    foreach: ${names}\n    do:\n"
+                                    "      wdir: ../..\n      cmd: echo ${item} > t-${item}.txt\n"
+                                    "      outs: [\"t-${item}.txt\"]\n")
+    (train / "dvc.lock").write_text(LOCK.replace("make@a", "train@a"))   # make@old is stale there
+    (repo / "dvc.lock").write_text(LOCK[:LOCK.index("  make@old:")])
+    done = _prune(repo)
+    assert done.returncode == 0, done
+    assert "removed 1 entries of stages no longer in the pipeline: pipelines/train/dvc.yaml:make@old" in done.stdout
+    assert list(yaml.safe_load((train / "dvc.lock").read_text())["stages"]) == ["train@a"]
+    assert (repo / "dvc.lock").read_text() == LOCK[:LOCK.index("  make@old:")]
+
+
+def test_a_papers_targets_are_dvc_addresses_of_its_stage_groups():
+    from pathlib import Path
+    from sae.jobs import targets
+    from sae.lockfile import address
+    root = Path(__file__).resolve().parent.parent
+    found = targets("makhzani2014", root)
+    assert "pipelines/train/dvc.yaml:train-makhzani2014" in found and address("evaluate-makhzani2014") in found
+    assert all(t.split(":")[-1].endswith(("makhzani2014", "makhzani2014-filters")) for t in found), found
+    assert all(address(t.split(":")[-1]) == t for t in found), found

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from sae.lockfile import address
 from tests.conftest import compose_params, dvc, git, run
 
 pytestmark = pytest.mark.slow
 
 
 def ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
+    """The stages DVC ran, by name (without `pipelines/<kind>/dvc.yaml:`)."""
+    return re.findall(r"Running stage '(?:[\w/]+/dvc\.yaml:)?([^']+)'", output)
 
 
 @pytest.fixture
@@ -40,6 +42,10 @@ def test_repro_builds_every_stage_offline_with_the_paper_in_its_name(repo):
                   "sweep-arpit2016@optdigits", "report"):
         assert stage in stages, output[-2000:]
     assert stages[0] == "check"
+    # `dvc repro` runs the root dvc.yaml's stages and what they depend on: the report reads every
+    # output folder, so that is every stage of every dvc.yaml
+    listed = dvc("stage", "list", "--all", "--name-only", cwd=dest).stdout.split()
+    assert sorted(stages) == sorted(name.split(":")[-1] for name in listed), (stages, listed)
     for paper, model in (("amini2018", "ae"), ("makhzani2014", "ksparse")):
         out = dest / "models" / paper / "optdigits" / model
         assert (out / "model.pt").is_file() and (out / "hparams.json").is_file()
@@ -109,8 +115,8 @@ def test_same_params_and_seeds_give_byte_identical_metrics(repo):
     dest, _ = repo
     before = digest(dest, "metrics", "models/makhzani2014/optdigits/ksparse")
     cold = {"SAE_WARM": "0"}
-    dvc("repro", "-f", "-s", "train-makhzani2014@optdigits-ksparse", cwd=dest, env=cold)
-    dvc("repro", "-f", "-s", "evaluate-makhzani2014@optdigits-ksparse", cwd=dest, env=cold)
+    dvc("repro", "-f", "-s", address("train-makhzani2014@optdigits-ksparse"), cwd=dest, env=cold)
+    dvc("repro", "-f", "-s", address("evaluate-makhzani2014@optdigits-ksparse"), cwd=dest, env=cold)
     after = digest(dest, "metrics", "models/makhzani2014/optdigits/ksparse")
     assert {k: v for k, v in after.items() if "ksparse" in k} == {k: v for k, v in before.items() if "ksparse" in k}
 
@@ -173,7 +179,7 @@ def test_a_diverging_run_ends_with_an_error_line_of_its_own(repo):
     params = dest / "params.yaml"
     params.write_text(compose_params(dest, "scale=tiny", "++amini2018.model.ae.lr=1e6", "amini2018.model.ae.decoder=linear",
                                      "amini2018.model.ae.activation=linear"))
-    proc = dvc("repro", "-s", "train-amini2018@optdigits-ae", cwd=dest, check=False)
+    proc = dvc("repro", "-s", address("train-amini2018@optdigits-ae"), cwd=dest, check=False)
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
     assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-1500:] + proc.stderr[-1500:]
     assert re.search(r"amini2018/optdigits/ae: loss became (nan|inf) at epoch \d+ \(model \d, seed \d\)", errors[0])
@@ -183,7 +189,7 @@ def test_the_paper_scale_lists_the_papers_datasets_and_stages(repo):
     dest, _ = repo
     (dest / "params.yaml").write_text(compose_params(dest, "scale=paper"))
     out = dvc("status", cwd=dest).stdout  # every stage whose inputs are not there yet
-    stages = set(re.findall(r"^([\w@-]+):$", out, re.MULTILINE))
+    stages = set(re.findall(r"^(?:[\w/]+/dvc\.yaml:)?([\w@-]+):$", out, re.MULTILINE))
     for stage in ("download@norb", "prepare@svhn", "prepare@cifar10_patches", "prepare@cifar10_pixel_patches",
                   "train-amini2018@svhn-l1prox", "train-makhzani2014@norb-ksparse",
                   "train-makhzani2014-filters@cifar10_patches-ksparse", "finetune-makhzani2014@mnist-dropout",
@@ -193,16 +199,17 @@ def test_the_paper_scale_lists_the_papers_datasets_and_stages(repo):
 
 
 def test_a_truncated_dvc_lock_is_recovered_without_retraining(repo):
-    """A kill -9 while DVC rewrites dvc.lock can truncate it; the README's two recoveries."""
+    """A kill -9 while DVC rewrites a dvc.lock (here the train stages') can truncate it; the README's
+    two recoveries."""
     dest, _ = repo
-    lock = dest / "dvc.lock"
+    lock = dest / "pipelines/train/dvc.lock"
     good = lock.read_bytes()
     lock.write_bytes(good[:len(good) // 5])
     assert "up to date" not in dvc("status", cwd=dest, check=False).stdout
-    git("checkout", "-q", "--", "dvc.lock", cwd=dest)           # 1: the committed lock
+    git("checkout", "-q", "--", "pipelines/train/dvc.lock", cwd=dest)   # 1: the committed lock
     assert "up to date" in dvc("status", cwd=dest).stdout
     before = digest(dest, "models", "metrics", "reports")
-    lock.unlink()                                                # 2: no lock at all
+    lock.unlink()                                                # 2: no such lock at all
     out = dvc("repro", cwd=dest).stdout
     assert not any(s.startswith("train-") for s in ran(out)), ran(out)   # restored from the run-cache
     assert digest(dest, "models", "metrics") == {k: v for k, v in before.items() if not k.startswith("reports")}

@@ -86,7 +86,7 @@ def test_two_queued_experiments_run_on_two_workers_that_divide_the_cores(machine
     threads, workers = [], set()
     for name in ("q1", "q2"):
         log = dvc("queue", "logs", name, cwd=q).stdout
-        assert "Running stage 'train-amini2018@optdigits-ae'" in log, log[-3000:]
+        assert "Running stage 'pipelines/train/dvc.yaml:train-amini2018@optdigits-ae'" in log, log[-3000:]
         threads += [int(n) for n in re.findall(r"stage: device cpu \((\d+) CPU thread", log)]
         workers |= set(re.findall(r"queue worker (\d+)", log))
     assert workers == {"1", "2"}, workers  # each stage knows its worker: with N GPUs, worker n takes GPU n-1

@@ -1,8 +1,8 @@
-"""Which code, data and environment made a report: git commit, dvc.lock, package versions,
+"""Which code, data and environment made a report: git commit, dvc.lock files, package versions,
 device, threads, scale and seeds.
 
 Read at report time from the run's own checkout: the report stage runs last, in the
-repository root, so its view is the run's (dvc.lock then holds every stage but this one).
+repository root, so its view is the run's (the dvc.lock files then hold every stage but this one).
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import platform
 import subprocess
 from pathlib import Path
 
+from sae.lockfile import lock_files
+
 PACKAGES = ("torch", "numpy", "dvc", "pandas", "scipy", "zarr")
-COMMITTED_OUTPUTS = ("dvc.lock", "metrics", "reports", "sweeps")  # written by the run itself
+COMMITTED_OUTPUTS = ("metrics", "reports", "sweeps")  # written by the run itself, as are the dvc.lock files
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -94,9 +96,11 @@ def lines(params, root: Path, timings_dir: Path | None = None) -> list[str]:
     """The report's provenance section (markdown lines)."""
     root = Path(root)
     sha = _git(root, "rev-parse", "HEAD")
-    dirty = _git(root, "status", "--porcelain", "--", ".", *(f":!{p}" for p in COMMITTED_OUTPUTS))
-    lock = root / "dvc.lock"
-    lock_md5 = hashlib.md5(lock.read_bytes(), usedforsecurity=False).hexdigest() if lock.is_file() else "none"
+    locks = lock_files(root)
+    dirty = _git(root, "status", "--porcelain", "--", ".",
+                 *(f":!{p}" for p in (*COMMITTED_OUTPUTS, *(lock.relative_to(root).as_posix() for lock in locks))))
+    found = [lock.read_bytes() for lock in locks if lock.is_file()]  # the files concatenated, root's first
+    lock_md5 = hashlib.md5(b"".join(found), usedforsecurity=False).hexdigest() if found else "none"
     import torch
     out = ["## Provenance", "",
            f"- Code: git commit `{sha or 'unknown (not a git checkout)'}`"
